@@ -1,0 +1,26 @@
+"""gaiadist: distances from Gaia DR3 parallaxes.
+
+Public names:
+
+- `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
+- `StarDistance`: posterior distance of every star under a distance prior.
+- `EDSD`, `GeneralizedGamma`: distance priors as NumPyro distributions.
+"""
+
+from .exceptions import GaiadistError, GaiadistWarning, InputError
+from .priors import EDSD, GeneralizedGamma
+from .zeropoint import apply_zeropoint
+
+try:
+    from ._version import version as __version__
+except ImportError:  # not installed: running from a bare source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "EDSD",
+    "GaiadistError",
+    "GaiadistWarning",
+    "GeneralizedGamma",
+    "InputError",
+    "apply_zeropoint",
+]
