@@ -9,6 +9,7 @@ Public names:
 
 from .exceptions import GaiadistError, GaiadistWarning, InputError
 from .priors import EDSD, GeneralizedGamma
+from .stars import DistanceFlag, StarDistance
 from .zeropoint import apply_zeropoint
 
 try:
@@ -17,10 +18,12 @@ except ImportError:  # not installed: running from a bare source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DistanceFlag",
     "EDSD",
     "GaiadistError",
     "GaiadistWarning",
     "GeneralizedGamma",
     "InputError",
+    "StarDistance",
     "apply_zeropoint",
 ]

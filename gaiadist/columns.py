@@ -36,7 +36,9 @@ def read_table(data: Table | str | os.PathLike) -> Table:
         try:
             data = QTable.read(data)
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read a table from {os.fspath(data)!r}: {exc}")
+            raise InputError(
+                f"cannot read a table from {os.fspath(data)!r}: {exc}"
+            ) from exc
     if not isinstance(data, Table):
         raise InputError(
             f"expected an astropy Table or QTable, got {type(data).__name__}"

@@ -77,16 +77,23 @@ def distance_quantiles(
         values computed in JAX's default float precision).
     """
     plx, err, alpha, beta, length_scale = np.broadcast_arrays(
-        *(np.asarray(x, dtype=np.float64) for x in
-          (parallax, parallax_error, alpha, beta, length_scale))
+        *(
+            np.asarray(x, dtype=np.float64)
+            for x in (parallax, parallax_error, alpha, beta, length_scale)
+        )
     )
     n = plx.shape[0] if plx.ndim else 1
     plx, err, alpha, beta, length_scale = (
         np.reshape(x, (n,)) for x in (plx, err, alpha, beta, length_scale)
     )
     ok = (
-        np.isfinite(plx) & np.isfinite(err) & (err > 0) & np.isfinite(length_scale)
-        & (length_scale > 0) & (alpha > 0) & (beta > -1)
+        np.isfinite(plx)
+        & np.isfinite(err)
+        & (err > 0)
+        & np.isfinite(length_scale)
+        & (length_scale > 0)
+        & (alpha > 0)
+        & (beta > -1)
     )
     probs_arr = jnp.asarray(probs)
     out = np.full((n, len(probs)), np.nan)
@@ -98,8 +105,13 @@ def distance_quantiles(
         # unusable rows are replaced by a harmless star and blanked afterwards.
         args = [
             _pad(np.where(ok[sl], x[sl], good), chunk_size, good)
-            for x, good in ((plx, 1.0), (err, 1.0), (alpha, 1.0), (beta, 2.0),
-                            (length_scale, 1000.0))
+            for x, good in (
+                (plx, 1.0),
+                (err, 1.0),
+                (alpha, 1.0),
+                (beta, 2.0),
+                (length_scale, 1000.0),
+            )
         ]
         q = np.asarray(_quantiles_kernel(*args, probs_arr))[:m]
         out[sl] = np.where(ok[sl, None], q, np.nan)
@@ -288,12 +300,15 @@ class _Star:
         k = jnp.clip(jnp.argmax(vals, axis=1, keepdims=True), 1, _N_SCAN - 2)
         g_m, g_0, g_p = (jnp.take_along_axis(vals, k + j, 1) for j in (-1, 0, 1))
         denom = g_m - 2.0 * g_0 + g_p
-        shift = jnp.where(denom < 0, 0.5 * (g_m - g_p) / jnp.where(denom < 0, denom, -1.0), 0.0)
+        shift = jnp.where(
+            denom < 0, 0.5 * (g_m - g_p) / jnp.where(denom < 0, denom, -1.0), 0.0
+        )
         d_far = jnp.take_along_axis(grid, k, 1) + step * jnp.clip(shift, -1.0, 1.0)
         prior_width = 1.0 / jnp.sqrt(self.alpha * (self.beta + 1.0))
         curv_far = self.curvature(u_mode + d_far)
         w_far = jnp.where(
-            curv_far > 0, 1.0 / jnp.sqrt(jnp.where(curv_far > 0, curv_far, 1.0)),
+            curv_far > 0,
+            1.0 / jnp.sqrt(jnp.where(curv_far > 0, curv_far, 1.0)),
             prior_width,
         )
         w_far = jnp.minimum(w_far, 2.0 * prior_width)

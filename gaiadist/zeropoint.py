@@ -11,6 +11,7 @@ from zero_point import zpt as _lindegren
 
 from .columns import column_values, read_table
 from .exceptions import GaiadistWarning
+from .provenance import record
 
 __all__ = ["apply_zeropoint", "ZEROPOINT_COLUMNS"]
 
@@ -91,9 +92,15 @@ def apply_zeropoint(
     out["zpt"] = zpt * u.mas
     out["parallax_corrected"] = (values["parallax"] - zpt) * u.mas
     out["zpt_valid"] = valid
-    out.meta["zeropoint"] = (
-        "Lindegren et al. (2021) via gaiadr3-zeropoint; "
-        f"extrapolate={extrapolate}; parallax_corrected = parallax - zpt"
+    record(
+        out,
+        "zeropoint",
+        {
+            "recipe": "Lindegren et al. (2021), gaiadr3-zeropoint",
+            "extrapolate": extrapolate,
+            "n_valid": int(valid.sum()),
+            "n_sources": len(valid),
+        },
     )
     return out
 

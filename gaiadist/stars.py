@@ -1,0 +1,302 @@
+"""Posterior distances of individual stars: `StarDistance`."""
+
+from __future__ import annotations
+
+import enum
+import warnings
+
+import astropy.units as u
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from astropy.table import Table
+from numpyro.infer import MCMC, NUTS
+
+from .columns import column_values, quantity_values, read_table
+from .exceptions import GaiadistWarning, InputError
+from .posterior import SIGMA_PROBS, distance_quantiles
+from .priors import EDSD, GeneralizedGamma
+from .provenance import record
+
+__all__ = ["StarDistance", "DistanceFlag"]
+
+_METHODS = ("quadrature", "nuts")
+
+
+class DistanceFlag(enum.IntFlag):
+    """Bits of the ``r_flag`` column: why a star has no distance (0 = fine)."""
+
+    OK = 0
+    #: Parallax is NaN, infinite or masked.
+    NO_PARALLAX = 1
+    #: Parallax error is NaN, infinite, masked, zero or negative.
+    BAD_ERROR = 2
+    #: The star's own prior length scale (from a column) is not positive.
+    BAD_PRIOR = 4
+
+
+class StarDistance:
+    """Posterior distance of every star from its parallax and a distance prior.
+
+    The posterior of each star's distance ``r`` (pc) is
+
+    ``p(r | plx) ∝ Normal(plx | 1000 / r, err) * prior(r)``,
+
+    with ``plx`` the zero-point corrected parallax and ``err`` its error (mas).
+    It is one-dimensional, so by default it is computed, not sampled: an
+    adaptive grid per star gives the percentiles to better than 1e-4 relative
+    accuracy for stars of any signal-to-noise, negative parallaxes included.
+
+    Parameters
+    ----------
+    prior : {"edsd", "ggd"} or `~gaiadist.GeneralizedGamma`, optional
+        ``"edsd"``: exponentially decreasing space density,
+        ``p(r) ∝ r^2 exp(-r/L)`` (Bailer-Jones 2015). ``"ggd"``: generalised
+        gamma, ``p(r) ∝ r^beta exp(-(r/L)^alpha)`` (Bailer-Jones et al. 2021).
+        An `~gaiadist.EDSD` or `~gaiadist.GeneralizedGamma` instance with scalar
+        parameters is also accepted; its ``length_scale`` is in pc.
+    length_scale : `~astropy.units.Quantity`, float, array or str, optional
+        Prior length scale ``L``: a length (plain numbers are pc), one value
+        per star, or the name of a table column holding it. Default 1.35 kpc.
+    alpha, beta : float, optional
+        Generalised gamma shape parameters (only with ``prior="ggd"``).
+    method : {"quadrature", "nuts"}, optional
+        ``"quadrature"`` (default) computes the percentiles on a grid; ``"nuts"``
+        samples each star with NumPyro's NUTS, one star at a time, as an
+        independent cross-check (slow: use it on a handful of stars).
+    chunk_size : int, optional
+        Stars computed together by the quadrature; bounds memory (about 1 kB
+        per star).
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> from astropy.table import QTable
+    >>> from gaiadist import StarDistance
+    >>> stars = QTable({"parallax": [1.0, 0.2] * u.mas,
+    ...                 "parallax_error": [0.1, 0.3] * u.mas})
+    >>> out = StarDistance(length_scale=1.35 * u.kpc).fit(stars)  # doctest: +SKIP
+    >>> out["r_med"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        prior: str | GeneralizedGamma = "edsd",
+        length_scale: u.Quantity | float | np.ndarray | str = 1.35 * u.kpc,
+        *,
+        alpha: float | None = None,
+        beta: float | None = None,
+        method: str = "quadrature",
+        chunk_size: int = 8192,
+    ) -> None:
+        if method not in _METHODS:
+            raise InputError(f"method must be one of {_METHODS}, got {method!r}")
+        self.method = method
+        self.chunk_size = int(chunk_size)
+        self.length_scale = length_scale
+        if isinstance(prior, GeneralizedGamma):
+            if alpha is not None or beta is not None:
+                raise InputError("give alpha and beta through the prior object")
+            self.prior = "edsd" if isinstance(prior, EDSD) else "ggd"
+            self.alpha = float(prior.alpha)
+            self.beta = float(prior.beta)
+            self.length_scale = float(prior.length_scale) * u.pc
+        elif prior == "edsd":
+            if alpha is not None or beta is not None:
+                raise InputError("alpha and beta apply to prior='ggd', not 'edsd'")
+            self.prior, self.alpha, self.beta = "edsd", 1.0, 2.0
+        elif prior == "ggd":
+            if alpha is None or beta is None:
+                raise InputError("prior='ggd' needs both alpha and beta")
+            self.prior, self.alpha, self.beta = "ggd", float(alpha), float(beta)
+        else:
+            raise InputError(
+                f"prior must be 'edsd', 'ggd' or a GeneralizedGamma, got {prior!r}"
+            )
+        if not self.alpha > 0:
+            raise InputError(f"alpha must be positive, got {self.alpha}")
+        if not self.beta > -1:
+            raise InputError(f"beta must be greater than -1, got {self.beta}")
+        if not isinstance(self.length_scale, str):
+            values = quantity_values(self.length_scale, u.pc, "length_scale")
+            if values.ndim == 0 and not (np.isfinite(values) and values > 0):
+                raise InputError(
+                    f"length_scale must be a positive length, got {length_scale}"
+                )
+
+    def fit(
+        self,
+        table: Table | str,
+        *,
+        seed: int = 0,
+        num_warmup: int = 1000,
+        num_samples: int = 2000,
+    ) -> Table:
+        """Compute the posterior distance of every star.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`, `~astropy.table.QTable` or str
+            Gaia sources (or a file to read them from) with ``parallax_error``
+            and ``parallax_corrected`` (from `~gaiadist.apply_zeropoint`) or,
+            failing that, ``parallax``. Columns without units are taken in mas.
+        seed : int, optional
+            Random seed for ``method="nuts"`` (the quadrature is deterministic).
+        num_warmup, num_samples : int, optional
+            NUTS settings per star for ``method="nuts"``.
+
+        Returns
+        -------
+        table : `~astropy.table.Table` or `~astropy.table.QTable`
+            A copy of the input, every row and column in order, with ``r_med``,
+            ``r_lo`` and ``r_hi`` (the 50th, 15.87th and 84.13th percentiles of
+            the posterior distance, in pc) and ``r_flag`` (`DistanceFlag` bits;
+            rows with a non-zero flag have NaN distances).
+
+        Raises
+        ------
+        InputError
+            If the table is empty, a needed column is missing, or a column has
+            a unit that is not an angle.
+        """
+        table = read_table(table)
+        plx_name = "parallax_corrected"
+        if plx_name not in table.colnames:
+            plx_name = "parallax"
+            warnings.warn(
+                "the table has no 'parallax_corrected' column, so no parallax "
+                "zero point was applied; run gaiadist.apply_zeropoint first to "
+                "correct it",
+                GaiadistWarning,
+                stacklevel=2,
+            )
+        plx = column_values(table, plx_name, u.mas)
+        err = column_values(table, "parallax_error", u.mas)
+        length = self._length_scale_values(table)
+
+        with np.errstate(invalid="ignore"):
+            flag = (
+                DistanceFlag.NO_PARALLAX * ~np.isfinite(plx)
+                | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
+                | DistanceFlag.BAD_PRIOR * ~(np.isfinite(length) & (length > 0))
+            ).astype(np.uint8)
+        usable = flag == 0
+        _warn_flagged(flag)
+
+        quantiles = np.full((len(table), 3), np.nan)
+        if self.method == "quadrature":
+            quantiles[usable] = distance_quantiles(
+                plx[usable],
+                err[usable],
+                alpha=self.alpha,
+                beta=self.beta,
+                length_scale=length[usable],
+                chunk_size=self.chunk_size,
+            )
+        elif np.any(usable):
+            quantiles[usable] = _nuts_quantiles(
+                plx[usable],
+                err[usable],
+                self.alpha,
+                self.beta,
+                length[usable],
+                seed=seed,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+            )
+
+        out = table.copy()
+        out["r_med"] = quantiles[:, 1] * u.pc
+        out["r_lo"] = quantiles[:, 0] * u.pc
+        out["r_hi"] = quantiles[:, 2] * u.pc
+        out["r_flag"] = flag
+        for name, text in (
+            ("r_med", "median of the posterior distance"),
+            ("r_lo", "15.87th percentile of the posterior distance"),
+            ("r_hi", "84.13th percentile of the posterior distance"),
+            ("r_flag", "gaiadist.DistanceFlag bits; 0 = distance computed"),
+        ):
+            out[name].info.description = text
+        for name in ("r_med", "r_lo", "r_hi"):
+            out[name].info.format = ".7g"  # the percentiles' accuracy, ~1e-5
+        settings = {
+            "prior": self.prior,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "length_scale_pc": self._describe_length_scale(),
+            "parallax_column": plx_name,
+            "method": self.method,
+            "percentiles": [100 * p for p in SIGMA_PROBS],
+        }
+        if self.method == "nuts":
+            settings.update(seed=seed, num_warmup=num_warmup, num_samples=num_samples)
+        record(out, "star_distance", settings)
+        return out
+
+    def _describe_length_scale(self) -> float | str:
+        """The length scale in pc, or where the per-star values came from."""
+        if isinstance(self.length_scale, str):
+            return f"column {self.length_scale!r}"
+        values = quantity_values(self.length_scale, u.pc, "length_scale")
+        return values.item() if values.ndim == 0 else "one value per star"
+
+    def _length_scale_values(self, table: Table) -> np.ndarray:
+        """Length scale in pc for every row of ``table``."""
+        if isinstance(self.length_scale, str):
+            return column_values(table, self.length_scale, u.pc)
+        values = quantity_values(self.length_scale, u.pc, "length_scale")
+        if values.ndim == 1 and values.shape[0] != len(table):
+            raise InputError(
+                f"length_scale has {values.shape[0]} values but the table has "
+                f"{len(table)} rows"
+            )
+        if values.ndim > 1:
+            raise InputError("length_scale must be a scalar or one value per star")
+        return np.broadcast_to(values, (len(table),)).astype(np.float64)
+
+
+def _warn_flagged(flag: np.ndarray) -> None:
+    n_bad = int(np.count_nonzero(flag))
+    if n_bad == 0:
+        return
+    reasons = [
+        f"{int(np.count_nonzero(flag & bit))} {text}"
+        for bit, text in (
+            (DistanceFlag.NO_PARALLAX, "without a finite parallax"),
+            (DistanceFlag.BAD_ERROR, "without a positive, finite parallax_error"),
+            (DistanceFlag.BAD_PRIOR, "without a positive length scale"),
+        )
+        if np.any(flag & bit)
+    ]
+    warnings.warn(
+        f"{n_bad} of {len(flag)} rows cannot be used ({', '.join(reasons)}); "
+        "their distances are NaN and r_flag says why",
+        GaiadistWarning,
+        stacklevel=3,
+    )
+
+
+def _star_model(plx, err, alpha, beta, length_scale):
+    """One star: its distance under the prior, its parallax given the distance."""
+    r = numpyro.sample("r", GeneralizedGamma(alpha, beta, length_scale))
+    numpyro.sample("plx", dist.Normal(1000.0 / r, err), obs=plx)
+
+
+def _nuts_quantiles(plx, err, alpha, beta, length, *, seed, num_warmup, num_samples):
+    """Percentiles of each star's distance from its own NUTS run."""
+    mcmc = MCMC(
+        NUTS(_star_model),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=1,
+        progress_bar=False,
+        jit_model_args=True,
+    )
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(plx))
+    out = np.empty((len(plx), 3))
+    for i in range(len(plx)):
+        mcmc.run(keys[i], plx[i], err[i], alpha, beta, length[i])
+        r = np.asarray(mcmc.get_samples()["r"])
+        out[i] = np.quantile(r, SIGMA_PROBS)
+    return out
