@@ -53,7 +53,7 @@ def distance_quantiles(
     beta,
     length_scale,
     probs=SIGMA_PROBS,
-    chunk_size: int = 32768,
+    chunk_size: int = 8192,
 ) -> np.ndarray:
     """Posterior distance quantiles for many stars at once.
 
@@ -68,7 +68,7 @@ def distance_quantiles(
     probs : sequence of float, optional
         Posterior probabilities of the quantiles wanted.
     chunk_size : int, optional
-        Stars computed together; bounds the memory used (about 1 kB per star).
+        Stars computed together; bounds the memory used (about 10 kB per star).
 
     Returns
     -------

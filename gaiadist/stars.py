@@ -66,8 +66,8 @@ class StarDistance:
         samples each star with NumPyro's NUTS, one star at a time, as an
         independent cross-check (slow: use it on a handful of stars).
     chunk_size : int, optional
-        Stars computed together by the quadrature; bounds memory (about 1 kB
-        per star).
+        Stars computed together by the quadrature; bounds memory (about 10 kB
+        per star, so about 80 MB at the default).
 
     Examples
     --------
