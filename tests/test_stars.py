@@ -179,3 +179,17 @@ def test_m67_every_usable_star_gets_a_distance(m67):
         )
         got = [out["r_lo"][i], out["r_med"][i], out["r_hi"][i]]
         np.testing.assert_allclose(got, ref, rtol=1e-3)
+
+
+def test_fit_reads_a_file_and_never_changes_its_input(tmp_path):
+    t = _stars()
+    before = t.copy()
+    out = StarDistance().fit(t)
+    assert t.colnames == before.colnames and len(t.meta) == 0
+    for name in t.colnames:
+        assert np.all(t[name] == before[name])
+    path = tmp_path / "stars.ecsv"
+    t.write(path)
+    from_file = StarDistance().fit(str(path))
+    np.testing.assert_array_equal(from_file["source_id"], t["source_id"])
+    np.testing.assert_allclose(from_file["r_med"], out["r_med"], rtol=1e-12)
