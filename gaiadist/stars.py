@@ -118,12 +118,17 @@ class StarDistance:
             raise InputError(f"alpha must be positive, got {self.alpha}")
         if not self.beta > -1:
             raise InputError(f"beta must be greater than -1, got {self.beta}")
+        # The length scale in pc, converted once; None when it names a column.
+        self._length_pc = None
         if not isinstance(self.length_scale, str):
             values = quantity_values(self.length_scale, u.pc, "length_scale")
+            if values.ndim > 1:
+                raise InputError("length_scale must be a scalar or one value per star")
             if values.ndim == 0 and not (np.isfinite(values) and values > 0):
                 raise InputError(
                     f"length_scale must be a positive length, got {length_scale}"
                 )
+            self._length_pc = values
 
     def fit(
         self,
@@ -236,24 +241,22 @@ class StarDistance:
 
     def _describe_length_scale(self) -> float | str:
         """The length scale in pc, or where the per-star values came from."""
-        if isinstance(self.length_scale, str):
+        if self._length_pc is None:
             return f"column {self.length_scale!r}"
-        values = quantity_values(self.length_scale, u.pc, "length_scale")
-        return values.item() if values.ndim == 0 else "one value per star"
+        if self._length_pc.ndim == 0:
+            return self._length_pc.item()
+        return "one value per star"
 
     def _length_scale_values(self, table: Table) -> np.ndarray:
         """Length scale in pc for every row of ``table``."""
-        if isinstance(self.length_scale, str):
+        if self._length_pc is None:
             return column_values(table, self.length_scale, u.pc)
-        values = quantity_values(self.length_scale, u.pc, "length_scale")
-        if values.ndim == 1 and values.shape[0] != len(table):
+        if self._length_pc.ndim == 1 and self._length_pc.shape[0] != len(table):
             raise InputError(
-                f"length_scale has {values.shape[0]} values but the table has "
-                f"{len(table)} rows"
+                f"length_scale has {self._length_pc.shape[0]} values but the table "
+                f"has {len(table)} rows"
             )
-        if values.ndim > 1:
-            raise InputError("length_scale must be a scalar or one value per star")
-        return np.broadcast_to(values, (len(table),)).astype(np.float64)
+        return np.broadcast_to(self._length_pc, (len(table),))
 
 
 def _warn_flagged(flag: np.ndarray) -> None:

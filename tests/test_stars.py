@@ -116,6 +116,8 @@ def test_bad_input_gives_clear_errors():
         StarDistance(prior="ggd", alpha=1.0)
     with pytest.raises(InputError, match="method must be"):
         StarDistance(method="mcmc")
+    with pytest.raises(InputError, match="a scalar or one value per star"):
+        StarDistance(length_scale=np.ones((2, 2)) * u.kpc)
     with pytest.raises(InputError, match="4 rows"):
         StarDistance(length_scale=[1, 2] * u.kpc).fit(_stars())
 
