@@ -4,9 +4,11 @@ Public names:
 
 - `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
 - `StarDistance`: posterior distance of every star under a distance prior.
+- `ClusterDistance`: distance, size and members of a star cluster.
 - `EDSD`, `GeneralizedGamma`: distance priors as NumPyro distributions.
 """
 
+from .cluster import ClusterDistance, ClusterFit
 from .exceptions import GaiadistError, GaiadistWarning, InputError
 from .priors import EDSD, GeneralizedGamma
 from .stars import DistanceFlag, StarDistance
@@ -18,6 +20,8 @@ except ImportError:  # not installed: running from a bare source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ClusterDistance",
+    "ClusterFit",
     "DistanceFlag",
     "EDSD",
     "GaiadistError",

@@ -1,0 +1,559 @@
+"""Distance, size and members of a star cluster: `ClusterDistance`.
+
+The model is the hierarchical one of the seed tutorial. Every star's distance
+``r`` comes either from the cluster, a Gaussian in ``ln r`` with mean
+``ln D`` and width ``sigma``, with probability ``Q``, or from the field, the
+EDSD prior with a free length scale ``L``; its zero-point corrected parallax
+is ``Normal(1000 / r, err)``.
+
+``method="marginal"`` integrates every star's distance out by quadrature
+(:mod:`gaiadist.likelihood`) and samples the four population parameters with
+NUTS; membership probabilities and distances come afterwards from the
+posterior draws. ``method="latent"`` samples every star's distance as well,
+as the tutorial did, and is the slow reference for the fast path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import astropy.units as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from astropy.table import Table
+from numpyro.infer import MCMC, NUTS, init_to_value
+
+from .columns import column_values, read_table
+from .exceptions import GaiadistWarning, InputError
+from .likelihood import (
+    EDSDLogPrior,
+    GaussianLogPrior,
+    log_integrand,
+    log_marginal_likelihood,
+    log_marginal_likelihood_fast,
+    quadrature_nodes,
+)
+from .posterior import SIGMA_PROBS
+from .provenance import record
+from .stars import DistanceFlag, _warn_flagged
+
+__all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
+
+_METHODS = ("marginal", "latent")
+_POPULATION = ("log_L", "log_D", "log_sigma", "Q")
+_SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L")
+_UNITS = {"D": "pc", "approx_size": "pc", "L": "pc"}
+MIN_STARS = 10
+RHAT_LIMIT = 1.01
+ESS_LIMIT = 400
+
+
+def default_priors() -> dict[str, dist.Distribution]:
+    """The seed tutorial's priors on the population parameters.
+
+    ``log_L ~ Normal(ln 370, 2)``, ``log_D ~ Normal(ln 920, 2)``,
+    ``log_sigma ~ Normal(0, 2)`` and ``Q ~ Uniform(0, 1)``, with ``L`` and
+    ``D`` in pc and ``sigma`` the width of the cluster in ``ln r``.
+    """
+    return {
+        "log_L": dist.Normal(math.log(370.0), 2.0),
+        "log_D": dist.Normal(math.log(920.0), 2.0),
+        "log_sigma": dist.Normal(0.0, 2.0),
+        "Q": dist.Uniform(0.0, 1.0),
+    }
+
+
+class ClusterDistance:
+    """Hierarchical distance model of a cluster in front of a field population.
+
+    Parameters
+    ----------
+    method : {"marginal", "latent"}, optional
+        ``"marginal"`` (default) integrates out every star's distance and
+        samples only ``log_L, log_D, log_sigma, Q``; ``"latent"`` samples every
+        star's distance too (the tutorial's model; slow, for cross-checks).
+    priors : dict, optional
+        NumPyro distributions replacing any of the defaults of
+        `default_priors`, keyed ``"log_L"``, ``"log_D"``, ``"log_sigma"``,
+        ``"Q"``.
+    distance_guess : `~astropy.units.Quantity`, optional
+        Where to start the chains' cluster distance. By default the peak of
+        the parallax distribution of the stars with parallax over error > 5.
+    num_draws : int, optional
+        Posterior draws used for the per-star membership probabilities and
+        distances of the marginal method.
+
+    Examples
+    --------
+    >>> from gaiadist import ClusterDistance, apply_zeropoint  # doctest: +SKIP
+    >>> fit = ClusterDistance().fit(apply_zeropoint(stars))  # doctest: +SKIP
+    >>> fit.summary()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        method: str = "marginal",
+        *,
+        priors: dict | None = None,
+        distance_guess: u.Quantity | None = None,
+        num_draws: int = 200,
+    ) -> None:
+        if method not in _METHODS:
+            raise InputError(f"method must be one of {_METHODS}, not {method!r}")
+        self.method = method
+        self.priors = default_priors()
+        for name, prior in (priors or {}).items():
+            if name not in self.priors:
+                raise InputError(
+                    f"unknown prior {name!r}; the parameters are "
+                    f"{', '.join(_POPULATION)}"
+                )
+            if not isinstance(prior, dist.Distribution):
+                raise InputError(f"prior {name!r} must be a NumPyro distribution")
+            self.priors[name] = prior
+        self.distance_guess = (
+            None if distance_guess is None else u.Quantity(distance_guess, u.pc).value
+        )
+        self.num_draws = int(num_draws)
+
+    def fit(
+        self,
+        table: Table | str,
+        *,
+        seed: int = 0,
+        num_warmup: int = 500,
+        num_samples: int = 1000,
+        num_chains: int = 2,
+        progress: bool = False,
+    ) -> ClusterFit:
+        """Sample the posterior of the cluster model for the stars in ``table``.
+
+        Parameters
+        ----------
+        table : `~astropy.table.Table`, `~astropy.table.QTable` or str
+            Stars (or a file to read them from) with ``parallax_error`` and
+            ``parallax_corrected`` (from `~gaiadist.apply_zeropoint`) or, failing
+            that, ``parallax``. Columns without units are taken in mas. Select
+            the stars first (the tutorial keeps 0.2 < parallax < 3 mas for M67).
+        seed : int, optional
+            Random seed of the sampler.
+        num_warmup, num_samples, num_chains : int, optional
+            NUTS settings; chains run vectorised on one device.
+        progress : bool, optional
+            Show NumPyro's progress bar.
+
+        Returns
+        -------
+        ClusterFit
+
+        Raises
+        ------
+        InputError
+            If a needed column is missing or has the wrong unit, or fewer than
+            10 stars have a usable parallax and error.
+        """
+        table = read_table(table)
+        plx_name = "parallax_corrected"
+        if plx_name not in table.colnames:
+            plx_name = "parallax"
+            warnings.warn(
+                "the table has no 'parallax_corrected' column, so no parallax "
+                "zero point was applied; run gaiadist.apply_zeropoint first to "
+                "correct it",
+                GaiadistWarning,
+                stacklevel=2,
+            )
+        plx = column_values(table, plx_name, u.mas)
+        err = column_values(table, "parallax_error", u.mas)
+        with np.errstate(invalid="ignore"):
+            flag = (
+                DistanceFlag.NO_PARALLAX * ~np.isfinite(plx)
+                | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
+            ).astype(np.uint8)
+        usable = flag == 0
+        n_usable = int(np.count_nonzero(usable))
+        if n_usable < MIN_STARS:
+            raise InputError(
+                f"only {n_usable} of {len(table)} rows have a finite {plx_name} and "
+                f"a positive parallax_error; the cluster model needs at least "
+                f"{MIN_STARS}"
+            )
+        _warn_flagged(flag)
+        dtype = jnp.result_type(float)
+        plx_j = jnp.asarray(plx[usable], dtype)
+        err_j = jnp.asarray(err[usable], dtype)
+
+        init = self._initial_values(plx[usable], err[usable])
+        if self.method == "marginal":
+            model = _marginal_model
+        else:
+            model = _latent_model
+            init["r"] = np.where(plx[usable] > 0, 1000.0 / np.abs(plx[usable]), 1e4)
+            init["r"] = np.clip(init["r"], 1.0, 1e5)
+        mcmc = MCMC(
+            NUTS(
+                model,
+                dense_mass=self.method == "marginal",
+                init_strategy=init_to_value(values=init),
+            ),
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=progress,
+            postprocess_fn=_constrainer(self.priors),
+        )
+        start = time.perf_counter()
+        mcmc.run(
+            jax.random.PRNGKey(seed),
+            plx_j,
+            err_j,
+            self.priors,
+            extra_fields=("diverging",),
+        )
+        seconds = time.perf_counter() - start
+        # Derived quantities are computed here rather than as deterministic
+        # sites: NumPyro obtains those (and, by default, the constrained
+        # values) by re-running the whole model, all its quadratures, per draw.
+        draws = mcmc.get_samples(group_by_chain=True)
+        by_chain = {k: np.asarray(v) for k, v in draws.items()}
+        by_chain["L"] = np.exp(by_chain["log_L"])
+        by_chain["D"] = np.exp(by_chain["log_D"])
+        by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
+        diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+
+        if self.method == "marginal":
+            p_member, quantiles, check = _marginal_stars(
+                plx_j, err_j, by_chain, self.num_draws, seed
+            )
+        else:
+            r = by_chain.pop("r").reshape(-1, n_usable)
+            p_member = _latent_membership(by_chain, r)
+            quantiles = np.quantile(r, SIGMA_PROBS, axis=0).T
+            check = None
+
+        out = table.copy()
+        member = np.full(len(table), np.nan)
+        member[usable] = p_member
+        q_all = np.full((len(table), 3), np.nan)
+        q_all[usable] = quantiles
+        out["p_member"] = member
+        out["r_med"] = q_all[:, 1] * u.pc
+        out["r_lo"] = q_all[:, 0] * u.pc
+        out["r_hi"] = q_all[:, 2] * u.pc
+        out["r_flag"] = flag
+        for name, text in (
+            ("p_member", "posterior probability of belonging to the cluster"),
+            ("r_med", "median of the posterior distance under the cluster model"),
+            ("r_lo", "15.87th percentile of the posterior distance"),
+            ("r_hi", "84.13th percentile of the posterior distance"),
+            ("r_flag", "gaiadist.DistanceFlag bits; 0 = star used"),
+        ):
+            out[name].info.description = text
+        for name in ("p_member", "r_med", "r_lo", "r_hi"):
+            out[name].info.format = ".5g"
+        fit = ClusterFit(
+            table=out,
+            samples=by_chain,
+            diverging=diverging,
+            method=self.method,
+            seconds=seconds,
+            quadrature_check=check,
+        )
+        record(
+            out,
+            "cluster_distance",
+            {
+                "method": self.method,
+                "parallax_column": plx_name,
+                "priors": {k: repr(v) for k, v in self.priors.items()},
+                "seed": seed,
+                "num_warmup": num_warmup,
+                "num_samples": num_samples,
+                "num_chains": num_chains,
+                "stars_used": n_usable,
+            },
+        )
+        fit._warn_if_unconverged()
+        return fit
+
+    def _initial_values(self, plx: np.ndarray, err: np.ndarray) -> dict:
+        """A sensible starting point: the cluster at the parallax peak."""
+        good = plx / err > 5
+        sample = plx[good] if np.count_nonzero(good) >= MIN_STARS else plx[plx > 0]
+        if sample.size == 0:
+            sample = np.abs(plx) + err
+        if self.distance_guess is not None:
+            distance = self.distance_guess
+        else:
+            lo, hi = np.percentile(sample, [1, 99])
+            counts, edges = np.histogram(sample, bins=60, range=(lo, hi))
+            k = int(np.argmax(counts))
+            distance = 1000.0 / max(0.5 * (edges[k] + edges[k + 1]), 1e-3)
+        field = np.median(1000.0 / sample) / 3.0
+        return {
+            "log_D": math.log(distance),
+            "log_sigma": math.log(0.02),
+            "log_L": math.log(max(field, 1.0)),
+            "Q": 0.3,
+        }
+
+
+class ClusterFit:
+    """Result of `ClusterDistance.fit`.
+
+    Attributes
+    ----------
+    table : `~astropy.table.Table`
+        The input rows and columns with ``p_member``, ``r_med``, ``r_lo``,
+        ``r_hi`` and ``r_flag``.
+    samples : dict of `numpy.ndarray`
+        Posterior draws of the population parameters and of ``L``, ``D`` and
+        ``approx_size``, shape ``(num_chains, num_samples)``.
+    diverging : `numpy.ndarray`
+        Divergent transitions, shape ``(num_chains, num_samples)``.
+    method : str
+        ``"marginal"`` or ``"latent"``.
+    seconds : float
+        Wall time of the sampling (compilation included).
+    quadrature_check : float or None
+        For the marginal method: the largest difference, over the draws used
+        for the per-star results, between the total log likelihood from the
+        sampler's fast quadrature and from the robust one.
+    """
+
+    def __init__(self, *, table, samples, diverging, method, seconds, quadrature_check):
+        self.table = table
+        self.samples = samples
+        self.diverging = diverging
+        self.method = method
+        self.seconds = seconds
+        self.quadrature_check = quadrature_check
+
+    def to_arviz(self):
+        """The population posterior as an `arviz.InferenceData`."""
+        az = _import_arviz()
+        names = list(_SUMMARY_ROWS)
+        return az.from_dict(
+            posterior={k: self.samples[k] for k in names},
+            sample_stats={"diverging": self.diverging},
+        )
+
+    def summary(self) -> Table:
+        """Posterior summary of D, approx_size, L, Q and the log parameters.
+
+        Returns
+        -------
+        `~astropy.table.Table`
+            One row per parameter: mean, sd, the 94 % highest-density interval
+            (``hdi_3%``, ``hdi_97%``), bulk and tail effective sample sizes and
+            ``r_hat``, from ArviZ.
+        """
+        az = _import_arviz()
+        frame = az.summary(
+            self.to_arviz(), var_names=list(_SUMMARY_ROWS), hdi_prob=0.94
+        )
+        out = Table()
+        out["parameter"] = list(frame.index)
+        out["unit"] = [_UNITS.get(k, "") for k in frame.index]
+        for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"):
+            out[col] = np.asarray(frame[col], dtype=float)
+        return out
+
+    def _warn_if_unconverged(self) -> None:
+        summary = self.summary()
+        problems = []
+        bad_rhat = summary["parameter"][summary["r_hat"] > RHAT_LIMIT]
+        if len(bad_rhat):
+            problems.append(f"r_hat > {RHAT_LIMIT} for {', '.join(bad_rhat)}")
+        ess = np.minimum(summary["ess_bulk"], summary["ess_tail"])
+        low = summary["parameter"][ess < ESS_LIMIT]
+        if len(low):
+            problems.append(f"effective sample size < {ESS_LIMIT} for {', '.join(low)}")
+        n_div = int(np.count_nonzero(self.diverging))
+        if n_div:
+            problems.append(f"{n_div} divergent transitions")
+        if problems:
+            warnings.warn(
+                "the cluster fit may not have converged: "
+                + "; ".join(problems)
+                + ". Run longer (num_warmup, num_samples), check the star "
+                "selection, or give distance_guess.",
+                GaiadistWarning,
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        d, size, q = (self.samples[k] for k in ("D", "approx_size", "Q"))
+        return (
+            f"<ClusterFit method={self.method!r} stars={len(self.table)} "
+            f"D={np.mean(d):.1f}±{np.std(d):.1f} pc "
+            f"approx_size={np.mean(size):.1f}±{np.std(size):.1f} pc "
+            f"Q={np.mean(q):.3f}±{np.std(q):.3f}>"
+        )
+
+
+def _import_arviz():
+    with warnings.catch_warnings():
+        # ArviZ 0.2x announces its 1.0 refactor with a FutureWarning on import.
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def _constrainer(priors):
+    """Map unconstrained sampler values to parameter values by transforms alone."""
+    transforms = {k: dist.biject_to(p.support) for k, p in priors.items()}
+    transforms["r"] = dist.biject_to(dist.constraints.positive)
+
+    def constrain(z):
+        return {k: transforms[k](v) for k, v in z.items()}
+
+    return constrain
+
+
+def _population(priors):
+    log_L = numpyro.sample("log_L", priors["log_L"])
+    log_D = numpyro.sample("log_D", priors["log_D"])
+    log_sigma = numpyro.sample("log_sigma", priors["log_sigma"])
+    q = numpyro.sample("Q", priors["Q"])
+    return log_L, log_D, log_sigma, q
+
+
+def _marginal_model(plx, err, priors):
+    """Population parameters only; each star's distance integrated out."""
+    log_L, log_D, log_sigma, q = _population(priors)
+    log_c = log_marginal_likelihood_fast(
+        plx, err, GaussianLogPrior(log_D, jnp.exp(log_sigma))
+    )
+    log_f = log_marginal_likelihood_fast(plx, err, EDSDLogPrior(log_L))
+    numpyro.factor(
+        "parallaxes", jnp.sum(jnp.logaddexp(jnp.log(q) + log_c, jnp.log1p(-q) + log_f))
+    )
+
+
+def _latent_model(plx, err, priors):
+    """The tutorial's model: every star's distance is a parameter."""
+    log_L, log_D, log_sigma, q = _population(priors)
+    with numpyro.plate("stars", plx.shape[0]):
+        mixture = dist.MixtureGeneral(
+            dist.Categorical(probs=jnp.stack([q, 1.0 - q], axis=-1)),
+            [
+                dist.TransformedDistribution(
+                    dist.Normal(log_D, jnp.exp(log_sigma)),
+                    dist.transforms.ExpTransform(),
+                ),
+                dist.Gamma(3.0, jnp.exp(-log_L)),
+            ],
+        )
+        r = numpyro.sample("r", mixture)
+        numpyro.sample("plx", dist.Normal(1000.0 / r, err), obs=plx)
+
+
+def _marginal_stars(plx, err, by_chain, num_draws, seed):
+    """Membership and distance percentiles of every star, from posterior draws.
+
+    For each draw the membership probability is ``Q I_c / (Q I_c + (1-Q) I_f)``
+    and the star's distance posterior the matching mixture of the two
+    components' posteriors; both are averaged over the draws.
+    """
+    flat = {k: v.reshape(-1) for k, v in by_chain.items()}
+    total = flat["Q"].shape[0]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(total, size=min(num_draws, total), replace=False)
+    theta = jnp.asarray(
+        np.stack([flat[k][pick] for k in ("log_D", "log_sigma", "log_L", "Q")], axis=1),
+        plx.dtype,
+    )
+    mean = jnp.mean(theta, axis=0)
+    # A grid per star: the robust quadrature nodes of both components at the
+    # posterior mean, which cover where each star's distance posterior lives.
+    grid = jnp.sort(
+        jnp.concatenate(
+            [
+                quadrature_nodes(plx, err, GaussianLogPrior(mean[0], jnp.exp(mean[1])))[
+                    0
+                ],
+                quadrature_nodes(plx, err, EDSDLogPrior(mean[2]))[0],
+            ],
+            axis=1,
+        ),
+        axis=1,
+    )
+    p_member, density, check = _accumulate(plx, err, theta, grid)
+    cdf = jnp.concatenate(
+        [
+            jnp.zeros_like(grid[:, :1]),
+            jnp.cumsum(
+                0.5 * (density[:, 1:] + density[:, :-1]) * jnp.diff(grid, axis=1),
+                axis=1,
+            ),
+        ],
+        axis=1,
+    )
+    cdf = np.asarray(cdf / cdf[:, -1:])
+    grid = np.asarray(grid)
+    quantiles = np.stack(
+        [np.exp(np.interp(SIGMA_PROBS, c, g)) for c, g in zip(cdf, grid, strict=True)]
+    )
+    return np.asarray(p_member), quantiles, float(check)
+
+
+@jax.jit
+def _accumulate(plx, err, theta, grid):
+    """Average membership and posterior density on ``grid`` over the draws."""
+
+    def one(carry, th):
+        p_sum, dens_sum, worst = carry
+        cluster = GaussianLogPrior(th[0], jnp.exp(th[1]))
+        field = EDSDLogPrior(th[2])
+        log_c = log_marginal_likelihood(plx, err, cluster)
+        log_f = log_marginal_likelihood(plx, err, field)
+        a = jnp.log(th[3]) + log_c
+        b = jnp.log1p(-th[3]) + log_f
+        log_norm = jnp.logaddexp(a, b)
+        fast = jnp.sum(
+            jnp.logaddexp(
+                jnp.log(th[3]) + log_marginal_likelihood_fast(plx, err, cluster),
+                jnp.log1p(-th[3]) + log_marginal_likelihood_fast(plx, err, field),
+            )
+        )
+        worst = jnp.maximum(worst, jnp.abs(fast - jnp.sum(log_norm)))
+        p2, e2 = plx[:, None], err[:, None]
+        dens = jnp.exp(
+            jnp.logaddexp(
+                jnp.log(th[3]) + log_integrand(p2, e2, cluster, grid),
+                jnp.log1p(-th[3]) + log_integrand(p2, e2, field, grid),
+            )
+            - log_norm[:, None]
+        )
+        return (p_sum + jnp.exp(a - log_norm), dens_sum + dens, worst), None
+
+    n = plx.shape[0]
+    init = (
+        jnp.zeros(n, plx.dtype),
+        jnp.zeros(grid.shape, plx.dtype),
+        jnp.zeros((), plx.dtype),
+    )
+    (p_sum, dens_sum, worst), _ = jax.lax.scan(one, init, theta)
+    k = theta.shape[0]
+    return p_sum / k, dens_sum / k, worst
+
+
+def _latent_membership(by_chain, r):
+    """Mean over draws of each star's cluster probability given its distance."""
+    flat = {k: v.reshape(-1, 1) for k, v in by_chain.items()}
+    log_r = np.log(r)
+    sigma = np.exp(flat["log_sigma"])
+    z = (log_r - flat["log_D"]) / sigma
+    # Both densities in r: the cluster's log-normal and the field's Gamma(3, L).
+    log_c = np.log(flat["Q"]) - 0.5 * z * z - np.log(sigma) - log_r
+    t = r / flat["L"]
+    log_f = np.log1p(-flat["Q"]) + 2.0 * np.log(t) - t - np.log(2.0 * flat["L"])
+    return np.mean(1.0 / (1.0 + np.exp(log_f - log_c)), axis=0)
