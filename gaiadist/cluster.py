@@ -216,12 +216,12 @@ class ClusterDistance:
             self.priors,
             extra_fields=("diverging",),
         )
-        seconds = time.perf_counter() - start
         # Derived quantities are computed here rather than as deterministic
         # sites: NumPyro obtains those (and, by default, the constrained
         # values) by re-running the whole model, all its quadratures, per draw.
         draws = mcmc.get_samples(group_by_chain=True)
         by_chain = {k: np.asarray(v) for k, v in draws.items()}
+        seconds = time.perf_counter() - start  # JAX is asynchronous until here
         by_chain["L"] = np.exp(by_chain["log_L"])
         by_chain["D"] = np.exp(by_chain["log_D"])
         by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])

@@ -50,7 +50,7 @@ __all__ = [
 
 #: Gauss-Hermite nodes of the fast rule used inside the sampler.
 HERMITE_NODES = 24
-_N_NEWTON = 6
+_N_NEWTON = 2
 _GH_X, _GH_W = np.polynomial.hermite.hermgauss(HERMITE_NODES)
 #: Gauss-Legendre nodes per segment of the robust rule (eight segments per star).
 NODES_PER_SEGMENT = 16
