@@ -556,4 +556,4 @@ def _latent_membership(by_chain, r):
     log_c = np.log(flat["Q"]) - 0.5 * z * z - np.log(sigma) - log_r
     t = r / flat["L"]
     log_f = np.log1p(-flat["Q"]) + 2.0 * np.log(t) - t - np.log(2.0 * flat["L"])
-    return np.mean(1.0 / (1.0 + np.exp(log_f - log_c)), axis=0)
+    return np.mean(np.exp(-np.logaddexp(0.0, log_f - log_c)), axis=0)
