@@ -28,7 +28,7 @@ import numpyro.distributions as dist
 from astropy.table import Table
 from numpyro.infer import MCMC, NUTS, init_to_value
 
-from .columns import column_values, read_table
+from .columns import read_table
 from .exceptions import GaiadistWarning, InputError
 from .likelihood import (
     EDSDLogPrior,
@@ -40,7 +40,7 @@ from .likelihood import (
 )
 from .posterior import SIGMA_PROBS
 from .provenance import record
-from .stars import DistanceFlag, _warn_flagged
+from .stars import _warn_flagged, parallax_inputs
 
 __all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
 
@@ -158,23 +158,7 @@ class ClusterDistance:
             10 stars have a usable parallax and error.
         """
         table = read_table(table)
-        plx_name = "parallax_corrected"
-        if plx_name not in table.colnames:
-            plx_name = "parallax"
-            warnings.warn(
-                "the table has no 'parallax_corrected' column, so no parallax "
-                "zero point was applied; run gaiadist.apply_zeropoint first to "
-                "correct it",
-                GaiadistWarning,
-                stacklevel=2,
-            )
-        plx = column_values(table, plx_name, u.mas)
-        err = column_values(table, "parallax_error", u.mas)
-        with np.errstate(invalid="ignore"):
-            flag = (
-                DistanceFlag.NO_PARALLAX * ~np.isfinite(plx)
-                | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
-            ).astype(np.uint8)
+        plx_name, plx, err, flag = parallax_inputs(table)
         usable = flag == 0
         n_usable = int(np.count_nonzero(usable))
         if n_usable < MIN_STARS:

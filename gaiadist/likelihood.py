@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .posterior import _crossing
+from .posterior import _crossing, _scan_peak
 
 __all__ = [
     "EDSDLogPrior",
@@ -89,7 +89,7 @@ class GaussianLogPrior:
 
     @property
     def upper(self):
-        """Where the density has dropped by ``_TAIL`` from its peak."""
+        """Where the density has dropped by ``TAIL`` from its peak."""
         return self.mean + math.sqrt(2.0 * TAIL) * self.sigma
 
     def logpdf(self, u):
@@ -344,13 +344,7 @@ def _segment_ends(plx, err, prior):
     step = jnp.where(has_far, (top - u_c) / (_N_SCAN - 1), width)
     grid = start + step * jnp.arange(_N_SCAN, dtype=dtype)
     vals = h(grid)
-    k = jnp.clip(jnp.argmax(vals, axis=1, keepdims=True), 1, _N_SCAN - 2)
-    g_m, g_0, g_p = (jnp.take_along_axis(vals, k + j, 1) for j in (-1, 0, 1))
-    denom = g_m - 2.0 * g_0 + g_p
-    shift = jnp.where(
-        denom < 0, 0.5 * (g_m - g_p) / jnp.where(denom < 0, denom, -1.0), 0.0
-    )
-    far = jnp.take_along_axis(grid, k, 1) + step * jnp.clip(shift, -1.0, 1.0)
+    far = _scan_peak(grid, vals, step)
     curv_far = curvature(far)
     w_far = jnp.where(
         curv_far < 0, 1.0 / jnp.sqrt(jnp.where(curv_far < 0, -curv_far, 1.0)), step

@@ -297,13 +297,7 @@ class _Star:
         step = (end - scan_lo) / (_N_SCAN - 1)
         grid = scan_lo + step * jnp.arange(_N_SCAN, dtype=step.dtype)
         vals = self.relative_logp(u_mode, grid)
-        k = jnp.clip(jnp.argmax(vals, axis=1, keepdims=True), 1, _N_SCAN - 2)
-        g_m, g_0, g_p = (jnp.take_along_axis(vals, k + j, 1) for j in (-1, 0, 1))
-        denom = g_m - 2.0 * g_0 + g_p
-        shift = jnp.where(
-            denom < 0, 0.5 * (g_m - g_p) / jnp.where(denom < 0, denom, -1.0), 0.0
-        )
-        d_far = jnp.take_along_axis(grid, k, 1) + step * jnp.clip(shift, -1.0, 1.0)
+        d_far = _scan_peak(grid, vals, step)
         prior_width = 1.0 / jnp.sqrt(self.alpha * (self.beta + 1.0))
         curv_far = self.curvature(u_mode + d_far)
         w_far = jnp.where(
@@ -329,6 +323,21 @@ class _Star:
             axis=1,
         )
         return jnp.sort(jnp.clip(points, left, end), axis=1)
+
+
+def _scan_peak(grid, vals, step):
+    """Peak of ``vals`` on an evenly spaced ``grid`` (rows = stars).
+
+    The largest value, refined by a parabola through it and its neighbours
+    (moved at most one ``step``).
+    """
+    k = jnp.clip(jnp.argmax(vals, axis=1, keepdims=True), 1, vals.shape[1] - 2)
+    g_m, g_0, g_p = (jnp.take_along_axis(vals, k + j, 1) for j in (-1, 0, 1))
+    denom = g_m - 2.0 * g_0 + g_p
+    shift = jnp.where(
+        denom < 0, 0.5 * (g_m - g_p) / jnp.where(denom < 0, denom, -1.0), 0.0
+    )
+    return jnp.take_along_axis(grid, k, 1) + step * jnp.clip(shift, -1.0, 1.0)
 
 
 def _crossing(fn, scale, limit):

@@ -166,26 +166,10 @@ class StarDistance:
             a unit that is not an angle.
         """
         table = read_table(table)
-        plx_name = "parallax_corrected"
-        if plx_name not in table.colnames:
-            plx_name = "parallax"
-            warnings.warn(
-                "the table has no 'parallax_corrected' column, so no parallax "
-                "zero point was applied; run gaiadist.apply_zeropoint first to "
-                "correct it",
-                GaiadistWarning,
-                stacklevel=2,
-            )
-        plx = column_values(table, plx_name, u.mas)
-        err = column_values(table, "parallax_error", u.mas)
+        plx_name, plx, err, flag = parallax_inputs(table)
         length = self._length_scale_values(table)
-
         with np.errstate(invalid="ignore"):
-            flag = (
-                DistanceFlag.NO_PARALLAX * ~np.isfinite(plx)
-                | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
-                | DistanceFlag.BAD_PRIOR * ~(np.isfinite(length) & (length > 0))
-            ).astype(np.uint8)
+            flag |= DistanceFlag.BAD_PRIOR * ~(np.isfinite(length) & (length > 0))
         usable = flag == 0
         _warn_flagged(flag)
 
@@ -257,6 +241,42 @@ class StarDistance:
                 f"has {len(table)} rows"
             )
         return np.broadcast_to(self._length_pc, (len(table),))
+
+
+def parallax_inputs(table: Table) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Parallaxes and errors (mas) of ``table``, with the rows' flags.
+
+    Uses ``parallax_corrected`` when present; otherwise ``parallax``, with a
+    warning that no zero point was applied (attributed to the caller of the
+    public ``fit`` method).
+
+    Returns
+    -------
+    name : str
+        The parallax column used.
+    plx, err : `numpy.ndarray`
+        Parallax and error in mas (NaN where masked).
+    flag : `numpy.ndarray`
+        uint8 `DistanceFlag` bits: NO_PARALLAX and BAD_ERROR.
+    """
+    name = "parallax_corrected"
+    if name not in table.colnames:
+        name = "parallax"
+        warnings.warn(
+            "the table has no 'parallax_corrected' column, so no parallax "
+            "zero point was applied; run gaiadist.apply_zeropoint first to "
+            "correct it",
+            GaiadistWarning,
+            stacklevel=3,
+        )
+    plx = column_values(table, name, u.mas)
+    err = column_values(table, "parallax_error", u.mas)
+    with np.errstate(invalid="ignore"):
+        flag = (
+            DistanceFlag.NO_PARALLAX * ~np.isfinite(plx)
+            | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
+        ).astype(np.uint8)
+    return name, plx, err, flag
 
 
 def _warn_flagged(flag: np.ndarray) -> None:
