@@ -169,7 +169,8 @@ class StarDistance:
         plx_name, plx, err, flag = parallax_inputs(table)
         length = self._length_scale_values(table)
         with np.errstate(invalid="ignore"):
-            flag |= DistanceFlag.BAD_PRIOR * ~(np.isfinite(length) & (length > 0))
+            bad_prior = ~(np.isfinite(length) & (length > 0))
+        flag[bad_prior] |= np.uint8(DistanceFlag.BAD_PRIOR)
         usable = flag == 0
         _warn_flagged(flag)
 
