@@ -30,13 +30,15 @@ from numpyro.infer import MCMC, NUTS, init_to_value
 
 from .columns import read_table
 from .exceptions import GaiadistWarning, InputError
-from .likelihood import (
-    EDSDLogPrior,
-    GaussianLogPrior,
-    log_integrand,
-    log_marginal_likelihood,
-    log_marginal_likelihood_fast,
-    quadrature_nodes,
+from .marginal import (
+    POPULATION,
+    laplace,
+    nuts_program,
+    pad,
+    padded_size,
+    star_results,
+    to_parameters,
+    whitening,
 )
 from .posterior import SIGMA_PROBS
 from .provenance import record
@@ -45,7 +47,6 @@ from .stars import _warn_flagged, parallax_inputs
 __all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
 
 _METHODS = ("marginal", "latent")
-_POPULATION = ("log_L", "log_D", "log_sigma", "Q")
 _SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L")
 _UNITS = {"D": "pc", "approx_size": "pc", "L": "pc"}
 MIN_STARS = 10
@@ -111,7 +112,7 @@ class ClusterDistance:
             if name not in self.priors:
                 raise InputError(
                     f"unknown prior {name!r}; the parameters are "
-                    f"{', '.join(_POPULATION)}"
+                    f"{', '.join(POPULATION)}"
                 )
             if not isinstance(prior, dist.Distribution):
                 raise InputError(f"prior {name!r} must be a NumPyro distribution")
@@ -120,13 +121,14 @@ class ClusterDistance:
             None if distance_guess is None else u.Quantity(distance_guess, u.pc).value
         )
         self.num_draws = int(num_draws)
+        self._cache = {}
 
     def fit(
         self,
         table: Table | str,
         *,
         seed: int = 0,
-        num_warmup: int = 500,
+        num_warmup: int = 300,
         num_samples: int = 1000,
         num_chains: int = 2,
         progress: bool = False,
@@ -168,58 +170,35 @@ class ClusterDistance:
                 f"{MIN_STARS}"
             )
         _warn_flagged(flag)
-        dtype = jnp.result_type(float)
-        plx_j = jnp.asarray(plx[usable], dtype)
-        err_j = jnp.asarray(err[usable], dtype)
-
         init = self._initial_values(plx[usable], err[usable])
         if self.method == "marginal":
-            model = _marginal_model
+            by_chain, diverging, seconds, p_member, quantiles, check = (
+                self._fit_marginal(
+                    plx[usable],
+                    err[usable],
+                    init,
+                    seed,
+                    num_warmup,
+                    num_samples,
+                    num_chains,
+                    progress,
+                )
+            )
         else:
-            model = _latent_model
-            init["r"] = np.where(plx[usable] > 0, 1000.0 / np.abs(plx[usable]), 1e4)
-            init["r"] = np.clip(init["r"], 1.0, 1e5)
-        mcmc = MCMC(
-            NUTS(
-                model,
-                dense_mass=self.method == "marginal",
-                init_strategy=init_to_value(values=init),
-            ),
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            num_chains=num_chains,
-            chain_method="vectorized",
-            progress_bar=progress,
-            postprocess_fn=_constrainer(self.priors),
-        )
-        start = time.perf_counter()
-        mcmc.run(
-            jax.random.PRNGKey(seed),
-            plx_j,
-            err_j,
-            self.priors,
-            extra_fields=("diverging",),
-        )
-        # Derived quantities are computed here rather than as deterministic
-        # sites: NumPyro obtains those (and, by default, the constrained
-        # values) by re-running the whole model, all its quadratures, per draw.
-        draws = mcmc.get_samples(group_by_chain=True)
-        by_chain = {k: np.asarray(v) for k, v in draws.items()}
-        seconds = time.perf_counter() - start  # JAX is asynchronous until here
+            by_chain, diverging, seconds, p_member, quantiles = self._fit_latent(
+                plx[usable],
+                err[usable],
+                init,
+                seed,
+                num_warmup,
+                num_samples,
+                num_chains,
+                progress,
+            )
+            check = None
         by_chain["L"] = np.exp(by_chain["log_L"])
         by_chain["D"] = np.exp(by_chain["log_D"])
         by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
-        diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-
-        if self.method == "marginal":
-            p_member, quantiles, check = _marginal_stars(
-                plx_j, err_j, by_chain, self.num_draws, seed
-            )
-        else:
-            r = by_chain.pop("r").reshape(-1, n_usable)
-            p_member = _latent_membership(by_chain, r)
-            quantiles = np.quantile(r, SIGMA_PROBS, axis=0).T
-            check = None
 
         out = table.copy()
         member = np.full(len(table), np.nan)
@@ -265,6 +244,103 @@ class ClusterDistance:
         )
         fit._warn_if_unconverged()
         return fit
+
+    def _fit_marginal(
+        self, plx, err, init, seed, num_warmup, num_samples, num_chains, progress
+    ):
+        """Laplace-whitened NUTS on the population, then the per-star results."""
+        n = plx.shape[0]
+        size = padded_size(n)
+        dtype = jnp.result_type(float)
+        data = (
+            jnp.asarray(pad(plx, size, 1.0), dtype),
+            jnp.asarray(pad(err, size, 0.1), dtype),
+            jnp.asarray(pad(np.ones(n), size, 0.0), dtype),
+        )
+        x0 = np.array(
+            [
+                float(dist.biject_to(self.priors[k].support).inv(init[k]))
+                for k in POPULATION
+            ]
+        )
+        start = time.perf_counter()
+        mode, hessian = self._compiled("laplace", dtype)(jnp.asarray(x0, dtype), *data)
+        centre, chol = whitening(mode, hessian, x0)
+        run = self._compiled(
+            "nuts", dtype, num_warmup, num_samples, num_chains, progress
+        )
+        z0 = np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
+        z, diverging, _ = run(
+            jax.random.PRNGKey(seed),
+            jnp.asarray(z0, dtype),
+            *data,
+            jnp.asarray(centre, dtype),
+            jnp.asarray(chol, dtype),
+        )
+        z = np.asarray(z)
+        seconds = time.perf_counter() - start  # JAX is asynchronous until here
+        diverging = np.asarray(diverging)
+        by_chain = to_parameters(z, centre, chol, self.priors)
+
+        flat = {k: v.reshape(-1) for k, v in by_chain.items()}
+        total = flat["Q"].shape[0]
+        pick = np.random.default_rng(seed).choice(
+            total, size=min(self.num_draws, total), replace=False
+        )
+        theta = np.stack(
+            [flat[k][pick] for k in ("log_D", "log_sigma", "log_L", "Q")], axis=1
+        )
+        p_member, quantiles, check = star_results(*data, jnp.asarray(theta, dtype))
+        return by_chain, diverging, seconds, p_member[:n], quantiles[:n], check
+
+    def _fit_latent(
+        self, plx, err, init, seed, num_warmup, num_samples, num_chains, progress
+    ):
+        """The tutorial's model: NUTS over the population and every distance."""
+        dtype = jnp.result_type(float)
+        init = dict(init)
+        init["r"] = np.clip(np.where(plx > 0, 1000.0 / np.abs(plx), 1e4), 1.0, 1e5)
+        mcmc = MCMC(
+            NUTS(_latent_model, init_strategy=init_to_value(values=init)),
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=progress,
+            postprocess_fn=_constrainer(self.priors),
+        )
+        start = time.perf_counter()
+        mcmc.run(
+            jax.random.PRNGKey(seed),
+            jnp.asarray(plx, dtype),
+            jnp.asarray(err, dtype),
+            self.priors,
+            extra_fields=("diverging",),
+        )
+        # Derived quantities are computed here rather than as deterministic
+        # sites: NumPyro obtains those (and, by default, the constrained
+        # values) by re-running the whole model per draw.
+        draws = mcmc.get_samples(group_by_chain=True)
+        by_chain = {k: np.asarray(v) for k, v in draws.items()}
+        seconds = time.perf_counter() - start
+        diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+        r = by_chain.pop("r").reshape(-1, plx.shape[0])
+        p_member = _latent_membership(by_chain, r)
+        quantiles = np.quantile(r, SIGMA_PROBS, axis=0).T
+        return by_chain, diverging, seconds, p_member, quantiles
+
+    def _compiled(self, kind, dtype, *settings):
+        """The jitted Laplace step or sampler, kept for later fits."""
+        key = (kind, np.dtype(dtype).name, *settings)
+        if key not in self._cache:
+            priors = self.priors
+            if kind == "laplace":
+                self._cache[key] = jax.jit(
+                    lambda x0, plx, err, weight: laplace(x0, plx, err, weight, priors)
+                )
+            else:
+                self._cache[key] = nuts_program(priors, *settings)
+        return self._cache[key]
 
     def _initial_values(self, plx: np.ndarray, err: np.ndarray) -> dict:
         """A sensible starting point: the cluster at the parallax peak."""
@@ -410,18 +486,6 @@ def _population(priors):
     return log_L, log_D, log_sigma, q
 
 
-def _marginal_model(plx, err, priors):
-    """Population parameters only; each star's distance integrated out."""
-    log_L, log_D, log_sigma, q = _population(priors)
-    log_c = log_marginal_likelihood_fast(
-        plx, err, GaussianLogPrior(log_D, jnp.exp(log_sigma))
-    )
-    log_f = log_marginal_likelihood_fast(plx, err, EDSDLogPrior(log_L))
-    numpyro.factor(
-        "parallaxes", jnp.sum(jnp.logaddexp(jnp.log(q) + log_c, jnp.log1p(-q) + log_f))
-    )
-
-
 def _latent_model(plx, err, priors):
     """The tutorial's model: every star's distance is a parameter."""
     log_L, log_D, log_sigma, q = _population(priors)
@@ -438,96 +502,6 @@ def _latent_model(plx, err, priors):
         )
         r = numpyro.sample("r", mixture)
         numpyro.sample("plx", dist.Normal(1000.0 / r, err), obs=plx)
-
-
-def _marginal_stars(plx, err, by_chain, num_draws, seed):
-    """Membership and distance percentiles of every star, from posterior draws.
-
-    For each draw the membership probability is ``Q I_c / (Q I_c + (1-Q) I_f)``
-    and the star's distance posterior the matching mixture of the two
-    components' posteriors; both are averaged over the draws.
-    """
-    flat = {k: v.reshape(-1) for k, v in by_chain.items()}
-    total = flat["Q"].shape[0]
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(total, size=min(num_draws, total), replace=False)
-    theta = jnp.asarray(
-        np.stack([flat[k][pick] for k in ("log_D", "log_sigma", "log_L", "Q")], axis=1),
-        plx.dtype,
-    )
-    mean = jnp.mean(theta, axis=0)
-    # A grid per star: the robust quadrature nodes of both components at the
-    # posterior mean, which cover where each star's distance posterior lives.
-    grid = jnp.sort(
-        jnp.concatenate(
-            [
-                quadrature_nodes(plx, err, GaussianLogPrior(mean[0], jnp.exp(mean[1])))[
-                    0
-                ],
-                quadrature_nodes(plx, err, EDSDLogPrior(mean[2]))[0],
-            ],
-            axis=1,
-        ),
-        axis=1,
-    )
-    p_member, density, check = _accumulate(plx, err, theta, grid)
-    cdf = jnp.concatenate(
-        [
-            jnp.zeros_like(grid[:, :1]),
-            jnp.cumsum(
-                0.5 * (density[:, 1:] + density[:, :-1]) * jnp.diff(grid, axis=1),
-                axis=1,
-            ),
-        ],
-        axis=1,
-    )
-    cdf = np.asarray(cdf / cdf[:, -1:])
-    grid = np.asarray(grid)
-    quantiles = np.stack(
-        [np.exp(np.interp(SIGMA_PROBS, c, g)) for c, g in zip(cdf, grid, strict=True)]
-    )
-    return np.asarray(p_member), quantiles, float(check)
-
-
-@jax.jit
-def _accumulate(plx, err, theta, grid):
-    """Average membership and posterior density on ``grid`` over the draws."""
-
-    def one(carry, th):
-        p_sum, dens_sum, worst = carry
-        cluster = GaussianLogPrior(th[0], jnp.exp(th[1]))
-        field = EDSDLogPrior(th[2])
-        log_c = log_marginal_likelihood(plx, err, cluster)
-        log_f = log_marginal_likelihood(plx, err, field)
-        a = jnp.log(th[3]) + log_c
-        b = jnp.log1p(-th[3]) + log_f
-        log_norm = jnp.logaddexp(a, b)
-        fast = jnp.sum(
-            jnp.logaddexp(
-                jnp.log(th[3]) + log_marginal_likelihood_fast(plx, err, cluster),
-                jnp.log1p(-th[3]) + log_marginal_likelihood_fast(plx, err, field),
-            )
-        )
-        worst = jnp.maximum(worst, jnp.abs(fast - jnp.sum(log_norm)))
-        p2, e2 = plx[:, None], err[:, None]
-        dens = jnp.exp(
-            jnp.logaddexp(
-                jnp.log(th[3]) + log_integrand(p2, e2, cluster, grid),
-                jnp.log1p(-th[3]) + log_integrand(p2, e2, field, grid),
-            )
-            - log_norm[:, None]
-        )
-        return (p_sum + jnp.exp(a - log_norm), dens_sum + dens, worst), None
-
-    n = plx.shape[0]
-    init = (
-        jnp.zeros(n, plx.dtype),
-        jnp.zeros(grid.shape, plx.dtype),
-        jnp.zeros((), plx.dtype),
-    )
-    (p_sum, dens_sum, worst), _ = jax.lax.scan(one, init, theta)
-    k = theta.shape[0]
-    return p_sum / k, dens_sum / k, worst
 
 
 def _latent_membership(by_chain, r):
