@@ -52,6 +52,7 @@ _UNITS = {"D": "pc", "approx_size": "pc", "L": "pc"}
 MIN_STARS = 10
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
+QUADRATURE_LIMIT = 0.2
 
 
 def default_priors() -> dict[str, dist.Distribution]:
@@ -382,9 +383,11 @@ class ClusterFit:
     seconds : float
         Wall time of the sampling (compilation included).
     quadrature_check : float or None
-        For the marginal method: the largest difference, over the draws used
-        for the per-star results, between the total log likelihood from the
-        sampler's fast quadrature and from the robust one.
+        For the marginal method: the standard deviation, over the draws used
+        for the per-star results, of the difference between the total log
+        likelihood from the sampler's fast quadrature and from the robust one
+        (nats). Below about 0.1 the sampled posterior is the exact one for
+        all practical purposes; above `QUADRATURE_LIMIT` the fit warns.
     """
 
     def __init__(self, *, table, samples, diverging, method, seconds, quadrature_check):
@@ -435,6 +438,13 @@ class ClusterFit:
         low = summary["parameter"][ess < ESS_LIMIT]
         if len(low):
             problems.append(f"effective sample size < {ESS_LIMIT} for {', '.join(low)}")
+        if self.quadrature_check is not None and (
+            self.quadrature_check > QUADRATURE_LIMIT
+        ):
+            problems.append(
+                f"the sampler's quadrature is off by {self.quadrature_check:.2g} "
+                "nats (sd over draws), so the posterior may be distorted"
+            )
         n_div = int(np.count_nonzero(self.diverging))
         if n_div:
             problems.append(f"{n_div} divergent transitions")
@@ -512,6 +522,7 @@ def _latent_membership(by_chain, r):
     z = (log_r - flat["log_D"]) / sigma
     # Both densities in r: the cluster's log-normal and the field's Gamma(3, L).
     log_c = np.log(flat["Q"]) - 0.5 * z * z - np.log(sigma) - log_r
-    t = r / flat["L"]
-    log_f = np.log1p(-flat["Q"]) + 2.0 * np.log(t) - t - np.log(2.0 * flat["L"])
+    length = np.exp(flat["log_L"])
+    t = r / length
+    log_f = np.log1p(-flat["Q"]) + 2.0 * np.log(t) - t - np.log(2.0 * length)
     return np.mean(np.exp(-np.logaddexp(0.0, log_f - log_c)), axis=0)

@@ -8,6 +8,7 @@ import pytest
 from astropy.table import QTable, Table
 
 from gaiadist import ClusterDistance, GaiadistWarning, InputError, apply_zeropoint
+from gaiadist.simulate import cluster_field
 
 # The published posterior (2 chains x 4000 draws of the tutorial's latent model).
 PUBLISHED = {
@@ -122,3 +123,67 @@ def test_without_zero_point_warns_and_flags_bad_rows():
     assert np.all(np.isnan(fit.table["p_member"][:3]))
     assert np.all(fit.table["r_flag"][:3] == 1)
     assert np.all(np.isfinite(fit.table["p_member"][3:]))
+
+
+@pytest.fixture(scope="module")
+def shared_model():
+    # One instance for the simulated fits: it keeps its compiled sampler.
+    return ClusterDistance()
+
+
+def _simulated(distance, size, fraction, length_scale, seed):
+    stars = cluster_field(
+        2000,
+        distance=distance * u.pc,
+        size=size * u.pc,
+        fraction=fraction,
+        length_scale=length_scale * u.pc,
+        seed=seed,
+    )
+    return apply_zeropoint(stars)
+
+
+@pytest.mark.parametrize(
+    "distance, size, length_scale, seed",
+    [(250, 5, 400, 1), (900, 10, 400, 2), (1500, 10, 600, 1)],
+)
+def test_recovers_simulated_clusters_without_cuts(
+    shared_model, distance, size, length_scale, seed
+):
+    stars = _simulated(distance, size, 0.3, length_scale, seed)
+    fit = shared_model.fit(stars)
+    truth = stars.meta["truth"]
+    summary = fit.summary()
+    for row in summary[:4]:
+        name = row["parameter"]
+        assert abs(row["mean"] - truth[name]) < 3 * row["sd"], (name, row["mean"])
+        assert row["r_hat"] <= 1.01, (name, row["r_hat"])
+    # Membership separates members from the field (the better, the closer).
+    p = fit.table["p_member"]
+    member = stars["true_member"]
+    assert np.mean(p[member]) - np.mean(p[~member]) > 0.05
+    assert abs(np.sum(p) - truth["n_members"]) < 4 * np.sqrt(len(p) * 0.3 * 0.7)
+    assert fit.quadrature_check < 0.05
+
+
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_second_fit_of_same_size_does_not_recompile(shared_model):
+    first = _simulated(900, 10, 0.3, 400, 5)
+    second = _simulated(600, 8, 0.4, 500, 6)
+    shared_model.fit(first, num_warmup=100, num_samples=100)
+    (run,) = (
+        f for k, f in shared_model._cache.items() if k[0] == "nuts" and k[2] == 100
+    )
+    shared_model.fit(second, num_warmup=100, num_samples=100)
+    assert run._cache_size() == 1
+
+
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_field_without_cluster_gives_small_q(shared_model):
+    stars = _simulated(900, 10, 0.0, 400, 2)
+    fit = shared_model.fit(stars)
+    row = fit.summary()[3]
+    assert row["parameter"] == "Q"
+    assert row["hdi_97%"] < 0.3
+    assert np.nanmean(fit.table["p_member"]) < 0.15
+    assert abs(np.mean(fit.samples["L"]) - 400) < 4 * np.std(fit.samples["L"])
