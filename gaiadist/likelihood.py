@@ -18,13 +18,15 @@ computed by a quadrature that adapts to each star and each prior:
 - Beyond ``u_c`` a second, broad bump can carry mass when the prior puts
   weight at distances the parallax barely excludes (low signal-to-noise,
   distant cluster or long length scale). A coarse scan of that region finds it.
-- Around each of these centres, and around the prior itself, a Gauss-Hermite
-  rule is laid with the local width. The rules are combined as a
-  deterministic mixture: with ``g`` the mixture of the rules' Gaussians,
-  ``I = sum_j ∫ a_j N_j(u) f(u) / g(u) du``, which is exact for any weights, so
-  each rule only has to integrate a smooth, bounded ratio.
+- `log_marginal_likelihood` (the robust rule) integrates piecewise with
+  Gauss-Legendre segments between these landmarks: the tails where the
+  integrand has fallen by ``e^-TAIL``, the peak and its width, and the far
+  bump. `log_marginal_likelihood_fast` (the sampler's rule) is adaptive
+  Gauss-Hermite around the peak only; it is accurate where the integrand is
+  unimodal, and `gaiadist.ClusterDistance` checks it against the robust rule
+  at its posterior draws.
 
-The centres, widths and weights are held fixed under differentiation, so the
+The nodes and weights are held fixed under differentiation, so the
 gradient with respect to the population parameters is the quadrature of the
 integrand's gradient, as NUTS needs.
 """
