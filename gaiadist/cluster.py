@@ -172,31 +172,17 @@ class ClusterDistance:
             )
         _warn_flagged(flag)
         init = self._initial_values(plx[usable], err[usable])
-        if self.method == "marginal":
-            by_chain, diverging, seconds, p_member, quantiles, check = (
-                self._fit_marginal(
-                    plx[usable],
-                    err[usable],
-                    init,
-                    seed,
-                    num_warmup,
-                    num_samples,
-                    num_chains,
-                    progress,
-                )
-            )
-        else:
-            by_chain, diverging, seconds, p_member, quantiles = self._fit_latent(
-                plx[usable],
-                err[usable],
-                init,
-                seed,
-                num_warmup,
-                num_samples,
-                num_chains,
-                progress,
-            )
-            check = None
+        sample = self._fit_marginal if self.method == "marginal" else self._fit_latent
+        by_chain, diverging, seconds, p_member, quantiles, check = sample(
+            plx[usable],
+            err[usable],
+            init,
+            seed,
+            num_warmup,
+            num_samples,
+            num_chains,
+            progress,
+        )
         by_chain["L"] = np.exp(by_chain["log_L"])
         by_chain["D"] = np.exp(by_chain["log_D"])
         by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
@@ -328,7 +314,7 @@ class ClusterDistance:
         r = by_chain.pop("r").reshape(-1, plx.shape[0])
         p_member = _latent_membership(by_chain, r)
         quantiles = np.quantile(r, SIGMA_PROBS, axis=0).T
-        return by_chain, diverging, seconds, p_member, quantiles
+        return by_chain, diverging, seconds, p_member, quantiles, None
 
     def _compiled(self, kind, dtype, *settings):
         """The jitted Laplace step or sampler, kept for later fits."""
