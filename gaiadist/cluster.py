@@ -32,6 +32,7 @@ from .columns import read_table
 from .exceptions import GaiadistWarning, InputError
 from .marginal import (
     POPULATION,
+    best_mode,
     laplace,
     nuts_program,
     pad,
@@ -244,15 +245,23 @@ class ClusterDistance:
             jnp.asarray(pad(err, size, 0.1), dtype),
             jnp.asarray(pad(np.ones(n), size, 0.0), dtype),
         )
-        x0 = np.array(
+        starts = np.array(
             [
-                float(dist.biject_to(self.priors[k].support).inv(init[k]))
-                for k in POPULATION
+                [
+                    float(dist.biject_to(self.priors[k].support).inv(value))
+                    for k, value in start.items()
+                ]
+                for start in _starting_points(init)
             ]
         )
         start = time.perf_counter()
-        mode, hessian = self._compiled("laplace", dtype)(jnp.asarray(x0, dtype), *data)
-        centre, chol = whitening(mode, hessian, x0)
+        modes, log_p, hessians = self._compiled("laplace", dtype)(
+            jnp.asarray(starts, dtype), *data
+        )
+        centre, chol = whitening(
+            *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
+            starts[0],
+        )
         run = self._compiled(
             "nuts", dtype, num_warmup, num_samples, num_chains, progress
         )
@@ -323,7 +332,9 @@ class ClusterDistance:
             priors = self.priors
             if kind == "laplace":
                 self._cache[key] = jax.jit(
-                    lambda x0, plx, err, weight: laplace(x0, plx, err, weight, priors)
+                    lambda starts, plx, err, weight: laplace(
+                        starts, plx, err, weight, priors
+                    )
                 )
             else:
                 self._cache[key] = nuts_program(priors, *settings)
@@ -461,6 +472,18 @@ def _import_arviz():
         import arviz
 
     return arviz
+
+
+def _starting_points(init: dict) -> list[dict]:
+    """Where the mode searches start, ordered as `POPULATION`.
+
+    ``init``, and ``init`` with the cluster 3 times nearer and 3 times
+    farther, so that a poor distance guess is not fatal.
+    """
+    return [
+        {k: init[k] + (shift if k == "log_D" else 0.0) for k in POPULATION}
+        for shift in (0.0, -math.log(3.0), math.log(3.0))
+    ]
 
 
 def _constrainer(priors):

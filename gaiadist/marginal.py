@@ -9,10 +9,10 @@ make that fast:
   that of ``log_sigma`` (sd 0.0012 against 0.085 for M67), and NUTS adapts
   its mass matrix with a shrinkage towards ``1e-3`` times the identity, which
   swamps such narrow directions and forces tiny steps. So the posterior mode
-  and Hessian are found first (a Laplace approximation, BFGS on the same
-  log density) and the sampler works in ``z`` with ``x = mode + C z``,
-  ``C C^T`` the inverse Hessian: a nearly standard normal, explored in a few
-  leapfrog steps per draw.
+  and Hessian are found first (a Laplace approximation: damped Newton steps
+  on the same log density, from a few starting points) and the sampler works
+  in ``z`` with ``x = mode + C z``, ``C C^T`` the inverse Hessian: a nearly
+  standard normal, explored in a few leapfrog steps per draw.
 - Padding. Star arrays are padded to a few sizes per factor of two, with a
   zero weight on the padding, and the compiled sampler is kept by
   `ClusterDistance`, so fitting cluster after cluster compiles only when the
@@ -42,6 +42,7 @@ from .posterior import SIGMA_PROBS
 
 __all__ = [
     "POPULATION",
+    "best_mode",
     "laplace",
     "pad",
     "padded_size",
@@ -58,7 +59,10 @@ POPULATION = ("log_L", "log_D", "log_sigma", "Q")
 #: draw; 0.8 doubles the work per effective draw.
 TARGET_ACCEPT = 0.65
 _MAX_SD = 10.0  # largest Laplace width accepted, in unconstrained units
-_BFGS_ITERATIONS = 200
+_NEWTON_ITERATIONS = 100
+_NEWTON_TOLERANCE = 1e-8  # nats: stop when a step gains less
+_MAX_STEP = 2.0  # largest Newton step in any unconstrained coordinate
+_N_STEP_SIZES = 12  # step lengths tried per Newton step: 1, 1/2, ..., 1/2^11
 
 
 def padded_size(n: int) -> int:
@@ -102,16 +106,113 @@ def log_density(x, plx, err, weight, priors):
     return total + jnp.sum(weight * per_star)
 
 
-def laplace(x0, plx, err, weight, priors):
-    """Posterior mode (BFGS from ``x0``) and the Hessian of ``-log_density`` there."""
+def laplace(starts, plx, err, weight, priors):
+    """Posterior modes from several starting points, by damped Newton steps.
+
+    Parameters
+    ----------
+    starts : array
+        Starting points in the unconstrained space, shape ``(k, 4)``; the
+        searches run vectorised.
+    plx, err, weight : array
+        As for `log_density`.
+    priors : dict
+        The population priors.
+
+    Returns
+    -------
+    modes : array
+        Shape ``(k, 4)``.
+    log_p : array
+        `log_density` at each mode, shape ``(k,)``.
+    hessians : array
+        Hessian of ``-log_density`` at each mode, shape ``(k, 4, 4)``.
+    """
 
     def loss(x):
-        return -log_density(x, plx, err, weight, priors)
+        value = -log_density(x, plx, err, weight, priors)
+        return jnp.where(jnp.isnan(value), jnp.inf, value)
 
-    result = jax.scipy.optimize.minimize(
-        loss, x0, method="BFGS", options={"maxiter": _BFGS_ITERATIONS}
+    def search(x0):
+        x, value, hessian = _newton(loss, x0)
+        return x, -value, hessian
+
+    return jax.vmap(search)(starts)
+
+
+def _newton(loss, x0):
+    """Minimise ``loss`` from ``x0``: saddle-free Newton with a step search.
+
+    Each step solves with the Hessian's eigenvalues replaced by their absolute
+    values (floored at ``1 / _MAX_SD**2``, so flat directions move by at most
+    about ``_MAX_SD`` widths), caps the step at ``_MAX_STEP`` in every
+    coordinate, and keeps the best of ``_N_STEP_SIZES`` halvings of it.
+    Only function values decide which point is kept, so an imprecise gradient
+    slows the search but cannot make it accept a worse point. Stops when a
+    step no longer lowers the loss or after ``_NEWTON_ITERATIONS`` steps.
+    Returns the point, the loss and the Hessian of the loss at the start of
+    the last step (the same point, or one a negligible step away, unless the
+    search ran out of steps).
+    """
+    scales = 0.5 ** jnp.arange(_N_STEP_SIZES, dtype=x0.dtype)
+
+    def grad_hessian(x):
+        # One trace for both: the Jacobian of the gradient, with the
+        # gradient itself as auxiliary output.
+        def twice(x):
+            g = jax.grad(loss)(x)
+            return g, g
+
+        return jax.jacfwd(twice, has_aux=True)(x)
+
+    def step(state):
+        x, value, _, _, i = state
+        h, g = grad_hessian(x)
+        eig, vectors = jnp.linalg.eigh(0.5 * (h + h.T))
+        eig = jnp.maximum(jnp.abs(eig), 1.0 / _MAX_SD**2)
+        d = -vectors @ ((vectors.T @ g) / eig)
+        d = d * jnp.minimum(1.0, _MAX_STEP / jnp.max(jnp.abs(d)))
+        trial = x + scales[:, None] * d
+        values = jax.vmap(loss)(trial)
+        best = jnp.argmin(values)
+        better = values[best] < value
+        return (
+            jnp.where(better, trial[best], x),
+            jnp.where(better, values[best], value),
+            h,
+            jnp.where(better, value - values[best], 0.0),
+            i + 1,
+        )
+
+    def going(state):
+        *_, gain, i = state
+        return (gain > _NEWTON_TOLERANCE) & (i < _NEWTON_ITERATIONS)
+
+    value0 = loss(x0)
+    inf = jnp.asarray(jnp.inf, value0.dtype)
+    x, value, h, _, _ = jax.lax.while_loop(
+        going, step, (x0, value0, jnp.zeros((x0.size, x0.size), x0.dtype), inf, 0)
     )
-    return result.x, jax.hessian(loss)(result.x)
+    return x, value, h
+
+
+def best_mode(modes: np.ndarray, log_p: np.ndarray, hessians: np.ndarray):
+    """The mode with the most posterior mass, by the Laplace approximation.
+
+    Each mode's mass is ``log_p - 0.5 ln det H``; modes whose Hessian is not
+    positive definite (a search that stopped short) count only when no mode
+    has one, and then the highest ``log_p`` wins. Returns ``(mode, hessian)``.
+    """
+    mass = np.full(len(log_p), -np.inf)
+    for i, (value, hessian) in enumerate(zip(log_p, hessians, strict=True)):
+        if np.isfinite(value) and np.all(np.isfinite(hessian)):
+            eig = np.linalg.eigvalsh(0.5 * (hessian + hessian.T))
+            if np.all(eig > 0):
+                mass[i] = value - 0.5 * np.sum(np.log(eig))
+    if np.all(np.isinf(mass)):
+        mass = np.where(np.isfinite(log_p), log_p, -np.inf)
+    best = int(np.argmax(mass))
+    return modes[best], hessians[best]
 
 
 def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
