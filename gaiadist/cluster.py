@@ -249,9 +249,9 @@ class ClusterDistance:
             [
                 [
                     float(dist.biject_to(self.priors[k].support).inv(value))
-                    for k, value in start.items()
+                    for k, value in point.items()
                 ]
-                for start in _starting_points(init)
+                for point in _starting_points(init)
             ]
         )
         start = time.perf_counter()
