@@ -266,7 +266,7 @@ class ClusterDistance:
             "nuts", dtype, num_warmup, num_samples, num_chains, progress
         )
         z0 = np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
-        z, diverging, _ = run(
+        z, diverging = run(
             jax.random.PRNGKey(seed),
             jnp.asarray(z0, dtype),
             *data,

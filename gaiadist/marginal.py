@@ -245,8 +245,8 @@ def nuts_program(priors, num_warmup, num_samples, num_chains, progress=False):
     -------
     callable
         ``run(rng_key, z0, plx, err, weight, centre, chol)`` returning the
-        draws of ``z`` (``(num_chains, num_samples, 4)``) and the divergence
-        and leapfrog-step counts of each draw (``(num_chains, num_samples)``).
+        draws of ``z`` (``(num_chains, num_samples, 4)``) and whether each
+        draw's transition diverged (``(num_chains, num_samples)``).
     """
 
     def potential_fn_gen(plx, err, weight, centre, chol):
@@ -273,16 +273,12 @@ def nuts_program(priors, num_warmup, num_samples, num_chains, progress=False):
             state = jax.vmap(lambda s: sample_kernel(s, model_args=args))(state)
             if bar is not None:
                 jax.debug.callback(bar.update, i)
-            return state, (state.z, state.diverging, state.num_steps)
+            return state, (state.z, state.diverging)
 
         states = jax.vmap(init)(jax.random.split(rng_key, num_chains), z0)
-        _, (z, diverging, steps) = jax.lax.scan(step, states, jnp.arange(total))
+        _, (z, diverging) = jax.lax.scan(step, states, jnp.arange(total))
         keep = slice(num_warmup, None)
-        return (
-            jnp.swapaxes(z[keep], 0, 1),
-            jnp.swapaxes(diverging[keep], 0, 1),
-            jnp.swapaxes(steps[keep], 0, 1),
-        )
+        return jnp.swapaxes(z[keep], 0, 1), jnp.swapaxes(diverging[keep], 0, 1)
 
     return jax.jit(run)
 
