@@ -283,9 +283,7 @@ class ClusterDistance:
         pick = np.random.default_rng(seed).choice(
             total, size=min(self.num_draws, total), replace=False
         )
-        theta = np.stack(
-            [flat[k][pick] for k in ("log_D", "log_sigma", "log_L", "Q")], axis=1
-        )
+        theta = np.stack([flat[k][pick] for k in POPULATION], axis=1)
         p_member, quantiles, check = star_results(*data, jnp.asarray(theta, dtype))
         return by_chain, diverging, seconds, p_member[:n], quantiles[:n], check
 

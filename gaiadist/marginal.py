@@ -320,7 +320,8 @@ def star_results(plx, err, weight, theta):
     weight : array
         1 for a star, 0 for padding, shape ``(n,)``.
     theta : array
-        Posterior draws of ``(log_D, log_sigma, log_L, Q)``, shape ``(k, 4)``.
+        Posterior draws of the `POPULATION` parameters, in that order, shape
+        ``(k, 4)``.
 
     Returns
     -------
@@ -347,16 +348,16 @@ def star_results(plx, err, weight, theta):
 @jax.jit
 def _star_grid_results(plx, err, weight, theta):
     """Membership, and distance CDF on a per-star grid, averaged over draws."""
-    mean = jnp.mean(theta, axis=0)
+    log_l, log_d, log_sigma, _ = jnp.mean(theta, axis=0)
     # A grid per star: the robust quadrature nodes of both components at the
     # posterior mean, which cover where each star's distance posterior lives.
     grid = jnp.sort(
         jnp.concatenate(
             [
-                quadrature_nodes(plx, err, GaussianLogPrior(mean[0], jnp.exp(mean[1])))[
+                quadrature_nodes(plx, err, GaussianLogPrior(log_d, jnp.exp(log_sigma)))[
                     0
                 ],
-                quadrature_nodes(plx, err, EDSDLogPrior(mean[2]))[0],
+                quadrature_nodes(plx, err, EDSDLogPrior(log_l))[0],
             ],
             axis=1,
         ),
@@ -381,26 +382,27 @@ def _accumulate(plx, err, weight, theta, grid):
 
     def one(carry, th):
         p_sum, dens_sum = carry
-        cluster = GaussianLogPrior(th[0], jnp.exp(th[1]))
-        field = EDSDLogPrior(th[2])
+        log_l, log_d, log_sigma, q = th
+        cluster = GaussianLogPrior(log_d, jnp.exp(log_sigma))
+        field = EDSDLogPrior(log_l)
         log_c = log_marginal_likelihood(plx, err, cluster)
         log_f = log_marginal_likelihood(plx, err, field)
-        a = jnp.log(th[3]) + log_c
-        b = jnp.log1p(-th[3]) + log_f
+        a = jnp.log(q) + log_c
+        b = jnp.log1p(-q) + log_f
         log_norm = jnp.logaddexp(a, b)
         fast = jnp.sum(
             weight
             * jnp.logaddexp(
-                jnp.log(th[3]) + log_marginal_likelihood_fast(plx, err, cluster),
-                jnp.log1p(-th[3]) + log_marginal_likelihood_fast(plx, err, field),
+                jnp.log(q) + log_marginal_likelihood_fast(plx, err, cluster),
+                jnp.log1p(-q) + log_marginal_likelihood_fast(plx, err, field),
             )
         )
         gap = fast - jnp.sum(weight * log_norm)
         p2, e2 = plx[:, None], err[:, None]
         dens = jnp.exp(
             jnp.logaddexp(
-                jnp.log(th[3]) + log_integrand(p2, e2, cluster, grid),
-                jnp.log1p(-th[3]) + log_integrand(p2, e2, field, grid),
+                jnp.log(q) + log_integrand(p2, e2, cluster, grid),
+                jnp.log1p(-q) + log_integrand(p2, e2, field, grid),
             )
             - log_norm[:, None]
         )
