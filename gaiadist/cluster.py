@@ -43,7 +43,7 @@ from .marginal import (
 )
 from .posterior import SIGMA_PROBS
 from .provenance import record
-from .stars import _warn_flagged, parallax_inputs
+from .stars import _warn_flagged, add_distance_columns, parallax_inputs
 
 __all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
 
@@ -194,20 +194,18 @@ class ClusterDistance:
         q_all = np.full((len(table), 3), np.nan)
         q_all[usable] = quantiles
         out["p_member"] = member
-        out["r_med"] = q_all[:, 1] * u.pc
-        out["r_lo"] = q_all[:, 0] * u.pc
-        out["r_hi"] = q_all[:, 2] * u.pc
-        out["r_flag"] = flag
-        for name, text in (
-            ("p_member", "posterior probability of belonging to the cluster"),
-            ("r_med", "median of the posterior distance under the cluster model"),
-            ("r_lo", "15.87th percentile of the posterior distance"),
-            ("r_hi", "84.13th percentile of the posterior distance"),
-            ("r_flag", "gaiadist.DistanceFlag bits; 0 = star used"),
-        ):
-            out[name].info.description = text
-        for name in ("p_member", "r_med", "r_lo", "r_hi"):
-            out[name].info.format = ".5g"
+        out[
+            "p_member"
+        ].info.description = "posterior probability of belonging to the cluster"
+        out["p_member"].info.format = ".5g"
+        add_distance_columns(
+            out,
+            q_all,
+            flag,
+            median="median of the posterior distance under the cluster model",
+            flag_zero="star used",
+            fmt=".5g",
+        )
         fit = ClusterFit(
             table=out,
             samples=by_chain,

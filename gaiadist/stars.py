@@ -197,19 +197,14 @@ class StarDistance:
             )
 
         out = table.copy()
-        out["r_med"] = quantiles[:, 1] * u.pc
-        out["r_lo"] = quantiles[:, 0] * u.pc
-        out["r_hi"] = quantiles[:, 2] * u.pc
-        out["r_flag"] = flag
-        for name, text in (
-            ("r_med", "median of the posterior distance"),
-            ("r_lo", "15.87th percentile of the posterior distance"),
-            ("r_hi", "84.13th percentile of the posterior distance"),
-            ("r_flag", "gaiadist.DistanceFlag bits; 0 = distance computed"),
-        ):
-            out[name].info.description = text
-        for name in ("r_med", "r_lo", "r_hi"):
-            out[name].info.format = ".7g"  # the percentiles' accuracy, ~1e-5
+        add_distance_columns(
+            out,
+            quantiles,
+            flag,
+            median="median of the posterior distance",
+            flag_zero="distance computed",
+            fmt=".7g",  # the percentiles' accuracy, ~1e-5
+        )
         settings = {
             "prior": self.prior,
             "alpha": self.alpha,
@@ -278,6 +273,44 @@ def parallax_inputs(table: Table) -> tuple[str, np.ndarray, np.ndarray, np.ndarr
             | DistanceFlag.BAD_ERROR * ~(np.isfinite(err) & (err > 0))
         ).astype(np.uint8)
     return name, plx, err, flag
+
+
+def add_distance_columns(
+    out: Table,
+    quantiles: np.ndarray,
+    flag: np.ndarray,
+    *,
+    median: str,
+    flag_zero: str,
+    fmt: str,
+) -> None:
+    """Append ``r_med``, ``r_lo``, ``r_hi`` (pc) and ``r_flag`` to ``out``.
+
+    Parameters
+    ----------
+    out : `~astropy.table.Table`
+        The output table, changed in place.
+    quantiles : `numpy.ndarray`
+        Shape ``(len(out), 3)``: the `SIGMA_PROBS` percentiles in pc.
+    flag : `numpy.ndarray`
+        `DistanceFlag` bits of each row.
+    median : str
+        Description of ``r_med``.
+    flag_zero : str
+        What a zero ``r_flag`` means, for its description.
+    fmt : str
+        Display format of the three distance columns.
+    """
+    for name, column, text in (
+        ("r_med", 1, median),
+        ("r_lo", 0, "15.87th percentile of the posterior distance"),
+        ("r_hi", 2, "84.13th percentile of the posterior distance"),
+    ):
+        out[name] = quantiles[:, column] * u.pc
+        out[name].info.description = text
+        out[name].info.format = fmt
+    out["r_flag"] = flag
+    out["r_flag"].info.description = f"gaiadist.DistanceFlag bits; 0 = {flag_zero}"
 
 
 def _warn_flagged(flag: np.ndarray) -> None:
