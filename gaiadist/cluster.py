@@ -54,6 +54,7 @@ MIN_STARS = 10
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
 QUADRATURE_LIMIT = 0.2
+_LN_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def default_priors() -> dict[str, dist.Distribution]:
@@ -525,8 +526,9 @@ def _latent_membership(by_chain, r):
     log_r = np.log(r)
     sigma = np.exp(flat["log_sigma"])
     z = (log_r - flat["log_D"]) / sigma
-    # Both densities in r: the cluster's log-normal and the field's Gamma(3, L).
-    log_c = np.log(flat["Q"]) - 0.5 * z * z - np.log(sigma) - log_r
+    # Both densities in r, normalised: the cluster's log-normal and the
+    # field's Gamma(3, L).
+    log_c = np.log(flat["Q"]) - 0.5 * z * z - np.log(sigma) - log_r - _LN_SQRT_2PI
     length = np.exp(flat["log_L"])
     t = r / length
     log_f = np.log1p(-flat["Q"]) + 2.0 * np.log(t) - t - np.log(2.0 * length)

@@ -191,3 +191,33 @@ def test_field_without_cluster_gives_small_q(shared_model):
     assert row["hdi_97%"] < 0.3
     assert np.nanmean(fit.table["p_member"]) < 0.15
     assert abs(np.mean(fit.samples["L"]) - 400) < 4 * np.std(fit.samples["L"])
+
+
+def test_latent_membership_matches_scipy_densities():
+    # p(member | r, theta) averaged over draws, against scipy's log-normal
+    # and Gamma(3, L) densities.
+    from scipy import stats
+
+    from gaiadist.cluster import _latent_membership
+
+    rng = np.random.default_rng(3)
+    draws = {
+        "log_L": np.log(rng.uniform(300, 600, 5)),
+        "log_D": np.log(rng.uniform(800, 900, 5)),
+        "log_sigma": np.log(rng.uniform(0.01, 0.05, 5)),
+        "Q": rng.uniform(0.2, 0.6, 5),
+    }
+    r = rng.uniform(700, 1000, (5, 40))
+    expected = np.zeros(40)
+    for k in range(5):
+        cluster = draws["Q"][k] * stats.lognorm.pdf(
+            r[k],
+            np.exp(draws["log_sigma"][k]),
+            scale=np.exp(draws["log_D"][k]),
+        )
+        field = (1 - draws["Q"][k]) * stats.gamma.pdf(
+            r[k], 3.0, scale=np.exp(draws["log_L"][k])
+        )
+        expected += cluster / (cluster + field) / 5
+    got = _latent_membership({k: v[:, None] for k, v in draws.items()}, r)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
