@@ -2,6 +2,7 @@
 
 Public names:
 
+- `query_cone`: Gaia DR3 cone search by TAP, cached on disk.
 - `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
 - `StarDistance`: posterior distance of every star under a distance prior.
 - `ClusterDistance`: distance, size and members of a star cluster.
@@ -9,8 +10,9 @@ Public names:
 """
 
 from .cluster import ClusterDistance, ClusterFit
-from .exceptions import GaiadistError, GaiadistWarning, InputError
+from .exceptions import GaiadistError, GaiadistWarning, InputError, ServiceError
 from .priors import EDSD, GeneralizedGamma
+from .query import query_cone
 from .stars import DistanceFlag, StarDistance
 from .zeropoint import apply_zeropoint
 
@@ -28,6 +30,8 @@ __all__ = [
     "GaiadistWarning",
     "GeneralizedGamma",
     "InputError",
+    "ServiceError",
     "StarDistance",
     "apply_zeropoint",
+    "query_cone",
 ]

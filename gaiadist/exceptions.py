@@ -2,7 +2,7 @@
 
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["GaiadistError", "InputError", "GaiadistWarning"]
+__all__ = ["GaiadistError", "InputError", "GaiadistWarning", "ServiceError"]
 
 
 class GaiadistError(Exception):
@@ -15,3 +15,7 @@ class InputError(GaiadistError, ValueError):
 
 class GaiadistWarning(AstropyUserWarning):
     """Something the user should know about their data or settings."""
+
+
+class ServiceError(GaiadistError):
+    """A data service could not be reached or refused a request."""
