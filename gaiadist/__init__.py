@@ -3,6 +3,7 @@
 Public names:
 
 - `query_cone`: Gaia DR3 cone search by TAP, cached on disk.
+- `read_gaia`: a local Gaia table (FITS, VOTable, ECSV, CSV, Parquet).
 - `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
 - `StarDistance`: posterior distance of every star under a distance prior.
 - `ClusterDistance`: distance, size and members of a star cluster.
@@ -10,6 +11,7 @@ Public names:
 """
 
 from .cluster import ClusterDistance, ClusterFit
+from .columns import read_gaia
 from .exceptions import GaiadistError, GaiadistWarning, InputError, ServiceError
 from .priors import EDSD, GeneralizedGamma
 from .query import query_cone
@@ -34,4 +36,5 @@ __all__ = [
     "StarDistance",
     "apply_zeropoint",
     "query_cone",
+    "read_gaia",
 ]

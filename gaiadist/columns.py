@@ -10,7 +10,99 @@ from astropy.table import QTable, Table
 
 from .exceptions import InputError
 
-__all__ = ["read_table", "column_values", "quantity_values"]
+__all__ = ["GAIA_UNITS", "column_values", "quantity_values", "read_gaia", "read_table"]
+
+
+#: Units of the Gaia DR3 archive columns gaiadist knows, given to columns
+#: of these names that arrive without one (CSV files, for instance).
+GAIA_UNITS = {
+    "ra": u.deg,
+    "dec": u.deg,
+    "l": u.deg,
+    "b": u.deg,
+    "ecl_lon": u.deg,
+    "ecl_lat": u.deg,
+    "ra_error": u.mas,
+    "dec_error": u.mas,
+    "parallax": u.mas,
+    "parallax_error": u.mas,
+    "pmra": u.mas / u.yr,
+    "pmra_error": u.mas / u.yr,
+    "pmdec": u.mas / u.yr,
+    "pmdec_error": u.mas / u.yr,
+    "phot_g_mean_mag": u.mag,
+    "phot_bp_mean_mag": u.mag,
+    "phot_rp_mean_mag": u.mag,
+    "bp_rp": u.mag,
+    "bp_g": u.mag,
+    "g_rp": u.mag,
+    "nu_eff_used_in_astrometry": 1 / u.um,
+    "pseudocolour": 1 / u.um,
+    "pseudocolour_error": 1 / u.um,
+    "radial_velocity": u.km / u.s,
+    "radial_velocity_error": u.km / u.s,
+}
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz")
+
+
+def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
+    """Read a Gaia table from a file into gaiadist's column conventions.
+
+    FITS, VOTable, ECSV, CSV (also compressed, as the Gaia archive's bulk
+    files are) and Parquet are recognised by their extension; ``format``
+    overrides that with any `astropy.table` format name. Column names are
+    made lower case, as the archive writes them; columns named as in
+    `GAIA_UNITS` that have no unit get the archive's unit; everything else
+    is kept as read, in order.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    format : str, optional
+        An `astropy.table` reader format, e.g. ``"ascii.csv"``.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read, is empty, or ``source_id`` has lost its
+        64-bit integer exactness (read as floating point numbers).
+    """
+    name = os.fspath(path)
+    if format is None and name.lower().endswith(_CSV_SUFFIXES):
+        format = "ascii.csv"
+    if format is None and name.lower().endswith((".parquet", ".parq")):
+        format = "parquet"
+    try:
+        table = QTable.read(name, format=format)
+    except ImportError as exc:
+        raise InputError(f"cannot read {name!r}: {exc}") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot read a table from {name!r}: {exc}") from None
+    lower = [c.lower() for c in table.colnames]
+    if len(set(lower)) != len(lower):
+        raise InputError(
+            f"{name!r} has columns whose names differ only in case: "
+            f"{', '.join(table.colnames)}"
+        )
+    table.rename_columns(table.colnames, lower)
+    for col, unit in GAIA_UNITS.items():
+        if col in table.colnames and getattr(table[col], "unit", None) is None:
+            if table[col].dtype.kind in "iuf":
+                table[col].unit = unit
+                table[col] = table[col]  # a Quantity now that it has a unit
+    if "source_id" in table.colnames and table["source_id"].dtype.kind == "f":
+        raise InputError(
+            f"source_id in {name!r} holds floating point numbers, which cannot "
+            "keep Gaia's 19-digit identifiers exact; write it as a 64-bit integer"
+        )
+    if len(table) == 0:
+        raise InputError(f"{name!r} holds no rows: there are no sources to use")
+    return table
 
 
 def read_table(data: Table | str | os.PathLike) -> Table:
@@ -19,8 +111,8 @@ def read_table(data: Table | str | os.PathLike) -> Table:
     Parameters
     ----------
     data : `~astropy.table.Table`, str or path-like
-        A `~astropy.table.Table` or `~astropy.table.QTable`, or the path of any
-        file `~astropy.table.QTable.read` understands (FITS, VOTable, ECSV, ...).
+        A `~astropy.table.Table` or `~astropy.table.QTable`, or a file
+        `read_gaia` reads (FITS, VOTable, ECSV, CSV, Parquet).
 
     Returns
     -------
@@ -33,12 +125,7 @@ def read_table(data: Table | str | os.PathLike) -> Table:
         If ``data`` is neither a table nor a readable file, or has no rows.
     """
     if isinstance(data, str | os.PathLike):
-        try:
-            data = QTable.read(data)
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"cannot read a table from {os.fspath(data)!r}: {exc}"
-            ) from exc
+        data = read_gaia(data)
     if not isinstance(data, Table):
         raise InputError(
             f"expected an astropy Table or QTable, got {type(data).__name__}"

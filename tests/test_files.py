@@ -1,0 +1,86 @@
+"""read_gaia: local Gaia tables in every format, in gaiadist's conventions."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+
+from gaiadist import GaiadistWarning, InputError, StarDistance
+from gaiadist.columns import read_gaia
+
+# (extension, astropy writer format, whether the format keeps units)
+FORMATS = [
+    ("fits", "fits", True),
+    ("vot", "votable", True),
+    ("ecsv", "ascii.ecsv", True),
+    ("csv", "ascii.csv", False),
+    ("csv.gz", "ascii.csv", False),
+    ("parquet", "parquet", False),
+]
+
+
+@pytest.fixture
+def sample(m67):
+    return m67[:300]
+
+
+@pytest.mark.parametrize("ext, fmt, keeps_units", FORMATS)
+def test_every_format_reads_back_with_units_and_exact_ids(
+    sample, tmp_path, ext, fmt, keeps_units
+):
+    out = Table(sample, copy=True)
+    if not keeps_units:
+        for col in out.columns.values():
+            col.unit = None
+    path = tmp_path / f"stars.{ext}"
+    out.write(path, format=fmt)
+    got = read_gaia(path)
+    assert isinstance(got, QTable)
+    assert got.colnames == sample.colnames
+    assert got["source_id"].dtype.kind == "i" and got["source_id"].dtype.itemsize == 8
+    np.testing.assert_array_equal(got["source_id"], sample["source_id"])
+    # Units come from the file, or from the archive's conventions.
+    assert got["parallax"].unit == u.mas
+    assert got["ra"].unit == u.deg
+    assert got["nu_eff_used_in_astrometry"].unit == 1 / u.um
+    np.testing.assert_array_equal(
+        got["parallax"].to_value(u.mas), sample["parallax"].quantity.to_value(u.mas)
+    )
+    # Missing photometry stays missing (masked, or NaN where the format has
+    # no masks), never a made-up number.
+    g = np.ma.filled(np.ma.masked_invalid(sample["bp_rp"]), np.nan)
+    back = got["bp_rp"]
+    back = np.where(getattr(back, "mask", False), np.nan, np.asarray(back.value))
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(g))
+
+
+def test_upper_case_names_are_made_archive_lower_case(tmp_path):
+    table = Table(
+        {
+            "SOURCE_ID": np.array([2**62 + 1, 2**62 + 3], dtype=np.int64),
+            "PARALLAX": [1.0, 2.0],
+            "PARALLAX_ERROR": [0.1, 0.2],
+        }
+    )
+    path = tmp_path / "upper.csv"
+    table.write(path)
+    got = read_gaia(path)
+    assert got.colnames == ["source_id", "parallax", "parallax_error"]
+    assert got["source_id"][0] == 2**62 + 1
+    # And the file works as input to the rest of the package.
+    with pytest.warns(GaiadistWarning, match="zero point"):
+        fit = StarDistance(length_scale=1 * u.kpc).fit(str(path))
+    assert fit["r_med"].unit == u.pc and len(fit) == 2
+
+
+def test_float_source_id_empty_and_unreadable_files_are_clear_errors(tmp_path):
+    path = tmp_path / "float.csv"
+    Table({"source_id": [1.5e18, 2.5e18], "parallax": [1.0, 2.0]}).write(path)
+    with pytest.raises(InputError, match="source_id .* floating point"):
+        read_gaia(path)
+    path = tmp_path / "empty.ecsv"
+    Table({"source_id": np.array([], dtype=np.int64)}).write(path)
+    with pytest.raises(InputError, match="no rows"):
+        read_gaia(path)
+    with pytest.raises(InputError, match="cannot read"):
+        read_gaia(tmp_path / "absent.fits")
