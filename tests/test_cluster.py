@@ -67,9 +67,15 @@ def test_latent_method_reproduces_published_m67(m67_cut):
     # The tutorial's settings; about 4 minutes on 2 cores, so not in the
     # default run (pytest -m slow runs it). With 2 x (1000 + 1000) draws
     # approx_size still had r_hat = 1.07.
-    fit = ClusterDistance("latent").fit(
-        m67_cut, seed=2, num_warmup=2000, num_samples=4000
-    )
+    # Like the tutorial's own run (ESS 344), the latent chains fall short of
+    # 400 effective draws for approx_size and Q, and the fit says so; r_hat
+    # and divergences must still be clean.
+    with pytest.warns(GaiadistWarning, match="may not have converged") as record:
+        fit = ClusterDistance("latent").fit(
+            m67_cut, seed=2, num_warmup=2000, num_samples=4000
+        )
+    for w in record:
+        assert "r_hat" not in str(w.message) and "divergent" not in str(w.message)
     _check_against_published(fit)
 
 
