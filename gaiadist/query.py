@@ -62,6 +62,9 @@ GAIA_EPOCH = Time(2016.0, format="jyear", scale="tcb")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CACHE_VERSION = 1
 _FINAL_PHASES = ("COMPLETED", "ERROR", "ABORTED")
+#: Rows asked of the service at most (the Gaia archive allows 3 million
+#: anonymously); TOP in the ADQL applies row_limit.
+_MAXREC = 3_000_000
 
 
 class Conf(_config.ConfigNamespace):
@@ -228,9 +231,7 @@ def _centre(target) -> SkyCoord:
 
 
 def _has_motion(coord: SkyCoord) -> bool:
-    if coord.obstime is None or "s" not in coord.data.differentials:
-        return False
-    return True
+    return coord.obstime is not None and "s" in coord.data.differentials
 
 
 def _radius(radius) -> Angle:
@@ -380,11 +381,6 @@ def _fetch(session, url: str, adql: str, timeout: float):
     finally:
         if job is not None:
             _delete_quietly(job)
-
-
-#: Rows asked of the service at most (the Gaia archive allows 3 million
-#: anonymously); TOP in the ADQL applies row_limit.
-_MAXREC = 3_000_000
 
 
 def _reason(exc: Exception, timeout: float) -> str:
