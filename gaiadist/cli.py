@@ -10,8 +10,9 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
-from .columns import read_table
+from .columns import read_table, write_table
 from .exceptions import GaiadistError
+from .query import query_cone
 from .stars import StarDistance
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
 
@@ -50,12 +51,94 @@ def main(argv: list[str] | None = None) -> int:
     stars.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
     )
+    query = sub.add_parser(
+        "query",
+        help="Gaia DR3 sources in a cone, from the archive or any TAP service",
+        description=(
+            "Cone search of gaiadr3.gaia_source (or --table) around a name or "
+            "RA/Dec; results are cached on disk."
+        ),
+    )
+    query.add_argument("target", help="object name, or 'RA DEC' in degrees")
+    query.add_argument("radius", help="cone radius with a unit, e.g. '30 arcmin'")
+    query.add_argument(
+        "-o", "--output", help="output file; the extension picks the format"
+    )
+    query.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
+    query.add_argument("--table", help="table to search (default gaiadr3.gaia_source)")
+    query.add_argument(
+        "--columns",
+        help="comma-separated columns; '+name,...' adds to the defaults",
+    )
+    query.add_argument("--row-limit", type=int, help="return at most this many rows")
+    query.add_argument("--timeout", type=float, help="seconds to wait for the service")
+    query.add_argument("--no-cache", action="store_true", help="bypass the disk cache")
+    query.add_argument(
+        "--payload", action="store_true", help="print the ADQL and send nothing"
+    )
+    query.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error"
+    )
     args = parser.parse_args(argv)
+    run = {"stars": _stars, "query": _query}[args.command]
     try:
-        return _stars(args)
+        return run(args)
     except GaiadistError as exc:
+        if args.debug:
+            raise
         print(f"gaiadist: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _query(args: argparse.Namespace) -> int:
+    target = _target(args.target)
+    try:
+        radius = u.Quantity(args.radius)
+    except (TypeError, ValueError):
+        raise GaiadistError(
+            f"radius {args.radius!r} is not an angle such as '30 arcmin'"
+        ) from None
+    columns = args.columns.split(",") if args.columns else None
+    options = {
+        "columns": columns,
+        "table": args.table,
+        "tap_url": args.tap_url,
+        "row_limit": args.row_limit,
+        "timeout": args.timeout,
+    }
+    if args.payload:
+        print(query_cone(target, radius, get_query_payload=True, **options))
+        return 0
+    output = Path(args.output or _slug(args.target) + "_gaia.ecsv")
+    if output.exists() and not args.overwrite:
+        raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
+    start = time.perf_counter()
+    table = query_cone(target, radius, cache=not args.no_cache, **options)
+    print(
+        f"{len(table)} sources within {radius} of {args.target} "
+        f"({time.perf_counter() - start:.1f} s, {table.meta['tap_url']})"
+    )
+    write_table(table, output, overwrite=args.overwrite)
+    print(f"wrote {output}")
+    return 0
+
+
+def _target(text: str):
+    """A name, or two numbers taken as ICRS RA and Dec in degrees."""
+    parts = text.replace(",", " ").split()
+    if len(parts) == 2:
+        try:
+            return (float(parts[0]) * u.deg, float(parts[1]) * u.deg)
+        except ValueError:
+            pass
+    return text
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "cone"
 
 
 def _stars(args: argparse.Namespace) -> int:
@@ -100,7 +183,7 @@ def _stars(args: argparse.Namespace) -> int:
         view[name].info.format = ".1f"
     print(view)
 
-    out.write(output, overwrite=args.overwrite)
+    write_table(out, output, overwrite=args.overwrite)
     print(f"wrote {output}")
     return 0
 

@@ -10,7 +10,14 @@ from astropy.table import QTable, Table
 
 from .exceptions import InputError
 
-__all__ = ["GAIA_UNITS", "column_values", "quantity_values", "read_gaia", "read_table"]
+__all__ = [
+    "GAIA_UNITS",
+    "column_values",
+    "quantity_values",
+    "read_gaia",
+    "read_table",
+    "write_table",
+]
 
 
 #: Units of the Gaia DR3 archive columns gaiadist knows, given to columns
@@ -103,6 +110,38 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
     if len(table) == 0:
         raise InputError(f"{name!r} holds no rows: there are no sources to use")
     return table
+
+
+def write_table(
+    table: Table, path: str | os.PathLike, *, overwrite: bool = False
+) -> None:
+    """Write ``table`` in the format its file name's extension names.
+
+    As `read_gaia` reads them: FITS, VOTable (``.vot``, ``.xml``), ECSV,
+    CSV (also compressed) and Parquet; any other extension is left to
+    astropy to recognise.
+
+    Raises
+    ------
+    InputError
+        If the file exists and ``overwrite`` is false, or astropy cannot
+        write that format.
+    """
+    name = os.fspath(path)
+    if os.path.exists(name) and not overwrite:
+        raise InputError(f"{name} exists; pass overwrite=True to replace it")
+    lower = name.lower()
+    format = None
+    if lower.endswith(_CSV_SUFFIXES):
+        format = "ascii.csv"
+    elif lower.endswith((".parquet", ".parq")):
+        format = "parquet"
+    elif lower.endswith((".vot", ".xml")):
+        format = "votable"
+    try:
+        table.write(name, format=format, overwrite=overwrite)
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        raise InputError(f"cannot write {name!r}: {exc}") from None
 
 
 def read_table(data: Table | str | os.PathLike) -> Table:

@@ -133,8 +133,9 @@ def query_cone(
     -------
     `~astropy.table.QTable` or str
         One row per source, columns with units (``source_id`` an exact
-        64-bit integer); ``meta`` records the service, the ADQL and the
-        centre used. The ADQL string when ``get_query_payload`` is true.
+        64-bit integer); ``meta`` records the service (``tap_url``), the ADQL
+        (``adql``) and the cone (``cone_ra``, ``cone_dec``, ``cone_rad``, in
+        deg). The ADQL string when ``get_query_payload`` is true.
 
     Raises
     ------
@@ -165,11 +166,12 @@ def query_cone(
         result = _run(url, adql, timeout)
         result.meta.update(
             {
+                # Short keys, so that FITS headers take them as they are.
                 "tap_url": url,
                 "adql": adql,
-                "centre_ra_deg": float(centre.ra.deg),
-                "centre_dec_deg": float(centre.dec.deg),
-                "radius_deg": float(radius.deg),
+                "cone_ra": float(centre.ra.deg),
+                "cone_dec": float(centre.dec.deg),
+                "cone_rad": float(radius.deg),
             }
         )
         if path is not None:
@@ -201,7 +203,8 @@ def _centre(target) -> SkyCoord:
             coord = SkyCoord.from_name(target)
         except Exception as exc:  # NameResolveError, or no network at all
             raise InputError(
-                f"could not resolve the name {target!r} to a position ({exc}); "
+                f"could not resolve the name {target!r} to a position with "
+                f"Sesame ({_first_line(exc)}; no network, or an unknown name); "
                 "give a SkyCoord or (ra, dec) instead"
             ) from None
     elif isinstance(target, SkyCoord):
@@ -293,8 +296,8 @@ def _table_name(table: str) -> str:
 def _adql(centre: SkyCoord, radius: Angle, names, table, row_limit) -> str:
     top = "" if row_limit is None else f"TOP {row_limit + 1} "
     return (
-        f"SELECT {top}{', '.join(names)}\n"
-        f"FROM {table}\n"
+        f"SELECT {top}{', '.join(names)} "
+        f"FROM {table} "
         "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
         f"CIRCLE('ICRS', {centre.ra.deg:.10f}, {centre.dec.deg:.10f}, "
         f"{radius.deg:.10f}))"

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from astropy.table import QTable, Table
@@ -35,4 +37,35 @@ def test_stars_command_errors_are_one_line(tmp_path, capsys):
         assert main(["stars", str(path), "-o", str(out)]) == 0
     assert "zero point: not applied" in capsys.readouterr().out
     assert main(["stars", str(path), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_query_command_payload_and_errors(tmp_path, capsys):
+    assert main(["query", "132.846 11.814", "10 arcmin", "--payload"]) == 0
+    adql = capsys.readouterr().out
+    assert "CIRCLE('ICRS', 132.8460000000, 11.8140000000, 0.1666666667)" in adql
+    assert main(["query", "1 2", "10 pc", "--payload"]) == 2
+    assert "radius must be an angle" in capsys.readouterr().err
+    out = tmp_path / "cone.csv"
+    args = ["query", "1 2", "1 arcmin", "--tap-url", "http://127.0.0.1:9/tap"]
+    assert main([*args, "-o", str(out), "--timeout", "10", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gaiadist: error: TAP service http://127.0.0.1:9/tap")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.skipif(
+    "GAIADIST_TEST_TAP_URL" not in os.environ, reason="no local TAP server"
+)
+def test_query_command_writes_the_cone(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = os.environ["GAIADIST_TEST_TAP_URL"]
+    cols = "source_id,ra,dec,parallax,parallax_error"
+    args = ["query", "132.846 11.814", "5 arcmin", "--tap-url", url]
+    assert main([*args, "--columns", cols, "-o", "cone.fits"]) == 0
+    assert "sources within 5.0 arcmin" in capsys.readouterr().out
+    got = QTable.read(tmp_path / "cone.fits")
+    assert got.colnames == cols.split(",") and len(got) > 100
+    assert got["source_id"].dtype.kind == "i" and got["parallax"].unit == "mas"
+    assert main([*args, "--columns", cols, "-o", "cone.fits"]) == 2
     assert "--overwrite" in capsys.readouterr().err
