@@ -10,6 +10,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
+from .cluster import ClusterDistance
 from .columns import read_table, write_table
 from .exceptions import GaiadistError
 from .query import query_cone
@@ -79,11 +80,44 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
     )
+    cluster = sub.add_parser(
+        "cluster",
+        help="distance, size and members of a star cluster",
+        description=(
+            "Fit the hierarchical cluster + field model (ClusterDistance) to the "
+            "stars of a table: print the posterior summary and write every row "
+            "with p_member, r_med, r_lo and r_hi."
+        ),
+    )
+    cluster.add_argument("input", help="table file (FITS, VOTable, ECSV, CSV, ...)")
+    cluster.add_argument(
+        "-o", "--output", help="output file (default: INPUT stem + _members.ecsv)"
+    )
+    cluster.add_argument(
+        "--parallax-range",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        help="keep stars with MIN < parallax < MAX (mas), e.g. 0.2 3 for M67",
+    )
+    cluster.add_argument("--method", choices=["marginal", "latent"], default="marginal")
+    cluster.add_argument("--distance-guess", help="where to start, e.g. '900 pc'")
+    cluster.add_argument("--seed", type=int, default=0)
+    cluster.add_argument("--num-warmup", type=int, default=300)
+    cluster.add_argument("--num-samples", type=int, default=1000)
+    cluster.add_argument("--num-chains", type=int, default=2)
+    cluster.add_argument("--progress", action="store_true", help="show a progress bar")
+    cluster.add_argument(
+        "--no-zeropoint", action="store_true", help="do not apply the zero point"
+    )
+    cluster.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file"
+    )
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error"
     )
     args = parser.parse_args(argv)
-    run = {"stars": _stars, "query": _query}[args.command]
+    run = {"stars": _stars, "query": _query, "cluster": _cluster}[args.command]
     try:
         return run(args)
     except GaiadistError as exc:
@@ -149,18 +183,7 @@ def _stars(args: argparse.Namespace) -> int:
         raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
     table = read_table(args.input)
     print(f"read {len(table)} rows from {args.input}")
-    has_zpt_inputs = all(name in table.colnames for name in ZEROPOINT_COLUMNS)
-    if not args.no_zeropoint and "parallax_corrected" not in table.colnames:
-        if has_zpt_inputs:
-            table = apply_zeropoint(table)
-            valid = np.asarray(table["zpt_valid"])
-            zpt = u.Quantity(table["zpt"][valid])
-            print(
-                f"zero point: median {np.median(zpt):.4f} over the {valid.sum()} "
-                "sources inside the recipe's validity"
-            )
-        else:
-            print("zero point: not applied (the table lacks its input columns)")
+    table = _zeropoint(table, args.no_zeropoint)
 
     length_scale = _length_scale(args.length_scale, table.colnames)
     model = StarDistance(
@@ -186,6 +209,76 @@ def _stars(args: argparse.Namespace) -> int:
     write_table(out, output, overwrite=args.overwrite)
     print(f"wrote {output}")
     return 0
+
+
+def _zeropoint(table, skip: bool, **options):
+    """Apply the zero point when asked and possible, and say what was done."""
+    has_inputs = all(name in table.colnames for name in ZEROPOINT_COLUMNS)
+    if skip or "parallax_corrected" in table.colnames:
+        return table
+    if not has_inputs:
+        print("zero point: not applied (the table lacks its input columns)")
+        return table
+    table = apply_zeropoint(table, **options)
+    valid = np.asarray(table["zpt_valid"])
+    zpt = u.Quantity(table["zpt"][valid])
+    print(
+        f"zero point: median {np.median(zpt):.4f} over the {valid.sum()} "
+        "sources inside the recipe's validity"
+    )
+    return table
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    output = Path(args.output or Path(args.input).name.split(".")[0] + "_members.ecsv")
+    if output.exists() and not args.overwrite:
+        raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
+    table = read_table(args.input)
+    print(f"read {len(table)} rows from {args.input}")
+    table = _zeropoint(table, args.no_zeropoint, extrapolate=True)
+    plx = u.Quantity(table["parallax"], u.mas)
+    keep = np.ones(len(table), dtype=bool)
+    if args.parallax_range is not None:
+        lo, hi = args.parallax_range
+        keep = (plx > lo * u.mas) & (plx < hi * u.mas)
+        print(f"kept {keep.sum()} stars with {lo} < parallax < {hi} mas")
+    guess = None
+    if args.distance_guess:
+        guess = _quantity(args.distance_guess, u.pc, "--distance-guess")
+    model = ClusterDistance(args.method, distance_guess=guess)
+    start = time.perf_counter()
+    fit = model.fit(
+        table[keep],
+        seed=args.seed,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        progress=args.progress,
+    )
+    elapsed = time.perf_counter() - start
+    print(f"{args.method} fit of {keep.sum()} stars in {elapsed:.1f} s")
+    summary = fit.summary()
+    for name in ("mean", "sd", "hdi_3%", "hdi_97%"):
+        summary[name].info.format = ".4g"
+    for name in ("ess_bulk", "ess_tail"):
+        summary[name].info.format = ".0f"
+    summary["r_hat"].info.format = ".3f"
+    print(summary)
+    members = np.nansum(fit.table["p_member"])
+    print(f"sum of membership probabilities: {members:.1f}")
+    write_table(fit.table, output, overwrite=args.overwrite)
+    print(f"wrote {output}")
+    return 0
+
+
+def _quantity(text: str, unit: u.UnitBase, option: str) -> u.Quantity:
+    try:
+        value = u.Quantity(text)
+        return value * unit if value.unit == u.dimensionless_unscaled else value
+    except (TypeError, ValueError):
+        raise GaiadistError(
+            f"{option} {text!r} is not a quantity such as '900 pc'"
+        ) from None
 
 
 def _length_scale(text: str, colnames: list[str]) -> u.Quantity | str:

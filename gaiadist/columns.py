@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import astropy.units as u
@@ -119,7 +120,8 @@ def write_table(
 
     As `read_gaia` reads them: FITS, VOTable (``.vot``, ``.xml``), ECSV,
     CSV (also compressed) and Parquet; any other extension is left to
-    astropy to recognise.
+    astropy to recognise. In FITS, nested metadata (the provenance in
+    ``meta["gaiadist"]``) is written as JSON text.
 
     Raises
     ------
@@ -138,6 +140,14 @@ def write_table(
         format = "parquet"
     elif lower.endswith((".vot", ".xml")):
         format = "votable"
+    elif lower.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
+        # FITS headers hold only scalars: nested metadata (provenance, the
+        # truth of a simulation) goes in as JSON text instead of being lost.
+        table = table.copy(copy_data=False)
+        table.meta = {
+            k: json.dumps(v, default=str) if isinstance(v, dict | list) else v
+            for k, v in table.meta.items()
+        }
     try:
         table.write(name, format=format, overwrite=overwrite)
     except (OSError, ValueError, TypeError, ImportError) as exc:

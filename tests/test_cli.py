@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -69,3 +70,26 @@ def test_query_command_writes_the_cone(tmp_path, capsys, monkeypatch):
     assert got["source_id"].dtype.kind == "i" and got["parallax"].unit == "mas"
     assert main([*args, "--columns", cols, "-o", "cone.fits"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
+    import astropy.units as u
+
+    from gaiadist.simulate import cluster_field
+
+    stars = cluster_field(1500, distance=250 * u.pc, size=3 * u.pc, seed=4)
+    path = tmp_path / "field.ecsv"
+    stars.write(path)
+    out = tmp_path / "members.fits"
+    assert main(["cluster", str(path), "-o", str(out), "--seed", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "marginal fit of 1500 stars" in printed
+    line = next(x for x in printed.splitlines() if x.split()[:2] == ["D", "pc"])
+    assert abs(float(line.split()[2]) - 250) < 5
+    got = QTable.read(out)
+    assert json.loads(got.meta["TRUTH"])["D"] == 250
+    assert len(got) == 1500 and {"p_member", "r_med", "zpt"} <= set(got.colnames)
+    np.testing.assert_array_equal(got["source_id"], stars["source_id"])
+    bad = ["cluster", str(path), "-o", str(tmp_path / "x.ecsv")]
+    assert main([*bad, "--distance-guess", "far"]) == 2
+    assert "--distance-guess 'far'" in capsys.readouterr().err
