@@ -93,3 +93,30 @@ def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
     bad = ["cluster", str(path), "-o", str(tmp_path / "x.ecsv")]
     assert main([*bad, "--distance-guess", "far"]) == 2
     assert "--distance-guess 'far'" in capsys.readouterr().err
+
+
+def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert main(["demo", "-o", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "StarDistance (EDSD" in printed
+    summary = QTable.read(folder / "cluster_summary.ecsv")
+    for row in summary:
+        assert row["hdi_3%"] < row["truth"] < row["hdi_97%"], row["parameter"]
+    members = QTable.read(folder / "cluster_members.ecsv")
+    stars = QTable.read(folder / "star_distances.ecsv")
+    assert len(members) == len(stars) == 4000
+    assert abs(np.nansum(members["p_member"]) - members["true_member"].sum()) < 60
+
+
+def test_zeropoint_command(m67_path, tmp_path, capsys):
+    out = tmp_path / "zpt.parquet"
+    with pytest.warns(Warning, match="outside the validity"):
+        assert main(["zeropoint", str(m67_path), "-o", str(out)]) == 0
+    got = QTable.read(out)
+    assert {"zpt", "parallax_corrected", "zpt_valid"} <= set(got.colnames)
+    assert len(got) == 5331
+    t = Table({"parallax": [1.0], "parallax_error": [0.1]})
+    t.write(tmp_path / "bare.ecsv")
+    assert main(["zeropoint", str(tmp_path / "bare.ecsv")]) == 2
+    assert "lacks the zero point's input columns" in capsys.readouterr().err
