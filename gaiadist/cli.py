@@ -403,11 +403,33 @@ def _demo(args: argparse.Namespace) -> int:
     }
     for name, table in written.items():
         write_table(table, folder / name, overwrite=True)
+    written.update(_demo_figures(fit, distances, truth, folder, args.seed))
     print(
         f"wrote {', '.join(written)} to {folder}/ "
         f"({time.perf_counter() - start:.0f} s in all)"
     )
     return 0
+
+
+def _demo_figures(fit, distances, truth, folder: Path, seed: int) -> dict:
+    """Save the demo's four figures as PNG files; returns their names."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: the command needs no screen
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    figures = {
+        "corner.png": plotting.corner_plot(fit, truth=truth),
+        "cmd.png": plotting.cmd_plot(fit.table),
+        "predictive.png": plotting.predictive_plot(fit, seed=seed),
+        "star_distances.png": plotting.star_distance_plot(distances),
+    }
+    for name, fig in figures.items():
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+    return figures
 
 
 def _length_scale(text: str, colnames: list[str]) -> u.Quantity | str:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from astropy.table import Table
+from astropy.table import QTable, Table
 from numpyro.infer import MCMC, NUTS, init_to_value
 
 from .columns import read_table
@@ -214,6 +214,9 @@ class ClusterDistance:
             method=self.method,
             seconds=seconds,
             quadrature_check=check,
+            parallax=np.where(usable, plx, np.nan),
+            parallax_error=np.where(usable, err, np.nan),
+            priors=self.priors,
         )
         record(
             out,
@@ -384,13 +387,78 @@ class ClusterFit:
         all practical purposes; above `QUADRATURE_LIMIT` the fit warns.
     """
 
-    def __init__(self, *, table, samples, diverging, method, seconds, quadrature_check):
+    def __init__(
+        self,
+        *,
+        table,
+        samples,
+        diverging,
+        method,
+        seconds,
+        quadrature_check,
+        parallax,
+        parallax_error,
+        priors,
+    ):
         self.table = table
         self.samples = samples
         self.diverging = diverging
         self.method = method
         self.seconds = seconds
         self.quadrature_check = quadrature_check
+        self._parallax = parallax
+        self._parallax_error = parallax_error
+        self._priors = priors
+
+    def posterior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
+        """Parallaxes simulated from the fitted model, star by star.
+
+        For each of ``num_draws`` posterior draws of the population, every
+        star is made a member with probability ``Q`` or a field star, given a
+        distance from the cluster's log-normal or the field's EDSD, and a
+        parallax ``1000 / r`` plus its own Gaussian error.
+
+        Returns
+        -------
+        `~astropy.table.QTable`
+            One row per input row: ``source_id`` (when present), the
+            observed ``parallax`` used by the fit and ``parallax_rep``, shape
+            ``(num_draws,)`` per row, in mas; NaN for rows the fit did not use.
+        """
+        rng = np.random.default_rng(seed)
+        flat = {
+            k: self.samples[k].reshape(-1) for k in ("log_D", "log_sigma", "L", "Q")
+        }
+        pick = rng.choice(flat["Q"].size, size=num_draws, replace=False)
+        return self._predictive({k: v[pick] for k, v in flat.items()}, rng)
+
+    def prior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
+        """As `posterior_predictive`, with the population drawn from the priors."""
+        key = jax.random.PRNGKey(seed)
+        draws = {}
+        for name, prior in self._priors.items():
+            key, sub = jax.random.split(key)
+            draws[name] = np.asarray(prior.sample(sub, (num_draws,)), dtype=float)
+        draws["L"] = np.exp(draws.pop("log_L"))
+        return self._predictive(draws, np.random.default_rng(seed))
+
+    def _predictive(self, draws: dict, rng: np.random.Generator) -> QTable:
+        plx, err = self._parallax, self._parallax_error
+        k, n = draws["Q"].size, plx.size
+        member = rng.random((k, n)) < draws["Q"][:, None]
+        cluster = np.exp(
+            draws["log_D"][:, None]
+            + np.exp(draws["log_sigma"])[:, None] * rng.normal(size=(k, n))
+        )
+        field = rng.gamma(3.0, 1.0, size=(k, n)) * draws["L"][:, None]
+        r = np.where(member, cluster, field)
+        rep = 1000.0 / r + err * rng.normal(size=(k, n))
+        out = QTable()
+        if "source_id" in self.table.colnames:
+            out["source_id"] = self.table["source_id"]
+        out["parallax"] = plx * u.mas
+        out["parallax_rep"] = rep.T * u.mas
+        return out
 
     def to_arviz(self):
         """The population posterior as an `arviz.InferenceData`."""

@@ -106,6 +106,8 @@ def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
     members = QTable.read(folder / "cluster_members.ecsv")
     stars = QTable.read(folder / "star_distances.ecsv")
     assert len(members) == len(stars) == 4000
+    for name in ("corner", "cmd", "predictive", "star_distances"):
+        assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert abs(np.nansum(members["p_member"]) - members["true_member"].sum()) < 60
 
 
