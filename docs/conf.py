@@ -2,11 +2,12 @@
 
 project = "gaiadist"
 author = "gaiadist developers"
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.intersphinx"]
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "astropy": ("https://docs.astropy.org/en/stable/", None),
-    "numpyro": ("https://num.pyro.ai/en/stable/", None),
-}
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "myst_nb"]
+# Tutorials are MyST notebooks, executed at every build; a failing cell fails it.
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+nb_execution_timeout = 600
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["dollarmath", "amsmath"]
 napoleon_google_docstring = False
 html_theme = "alabaster"
