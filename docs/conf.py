@@ -7,6 +7,8 @@ extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "myst_nb"]
 nb_execution_mode = "force"
 nb_execution_raise_on_error = True
 nb_execution_timeout = 600
+# numpyro imports tqdm.auto, which complains on stderr that ipywidgets is absent.
+nb_output_stderr = "remove"
 exclude_patterns = ["_build"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 napoleon_google_docstring = False

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 from numpyro.infer.hmc import hmc
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .likelihood import (
     EDSDLogPrior,
