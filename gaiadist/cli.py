@@ -149,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error"
     )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors"
+    )
     args = parser.parse_args(argv)
+    _QUIET[0] = args.quiet
     run = {
         "stars": _stars,
         "query": _query,
@@ -164,6 +168,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gaiadist: error: {exc}", file=sys.stderr)
         return 2
+
+
+_QUIET = [False]
+
+
+def _say(*args, **kwargs) -> None:
+    """``print``, unless ``--quiet`` was given."""
+    if not _QUIET[0]:
+        print(*args, **kwargs)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -190,12 +203,12 @@ def _query(args: argparse.Namespace) -> int:
         raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
     start = time.perf_counter()
     table = query_cone(target, radius, cache=not args.no_cache, **options)
-    print(
+    _say(
         f"{len(table)} sources within {radius} of {args.target} "
         f"({time.perf_counter() - start:.1f} s, {table.meta['tap_url']})"
     )
     write_table(table, output, overwrite=args.overwrite)
-    print(f"wrote {output}")
+    _say(f"wrote {output}")
     return 0
 
 
@@ -221,7 +234,7 @@ def _stars(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
     table = read_table(args.input)
-    print(f"read {len(table)} rows from {args.input}")
+    _say(f"read {len(table)} rows from {args.input}")
     table = _zeropoint(table, args.no_zeropoint)
 
     length_scale = _length_scale(args.length_scale, table.colnames)
@@ -232,7 +245,7 @@ def _stars(args: argparse.Namespace) -> int:
     out = model.fit(table)
     elapsed = time.perf_counter() - start
     ok = np.asarray(out["r_flag"]) == 0
-    print(
+    _say(
         f"distances: {ok.sum()} of {len(out)} stars in {elapsed:.2f} s "
         f"({args.prior} prior, L = {args.length_scale})"
     )
@@ -243,10 +256,10 @@ def _stars(args: argparse.Namespace) -> int:
         view[name].info.format = ".4f"
     for name in ("r_lo", "r_med", "r_hi"):
         view[name].info.format = ".1f"
-    print(view)
+    _say(view)
 
     write_table(out, output, overwrite=args.overwrite)
-    print(f"wrote {output}")
+    _say(f"wrote {output}")
     return 0
 
 
@@ -256,12 +269,12 @@ def _zeropoint(table, skip: bool, **options):
     if skip or "parallax_corrected" in table.colnames:
         return table
     if not has_inputs:
-        print("zero point: not applied (the table lacks its input columns)")
+        _say("zero point: not applied (the table lacks its input columns)")
         return table
     table = apply_zeropoint(table, **options)
     valid = np.asarray(table["zpt_valid"])
     zpt = u.Quantity(table["zpt"][valid])
-    print(
+    _say(
         f"zero point: median {np.median(zpt):.4f} over the {valid.sum()} "
         "sources inside the recipe's validity"
     )
@@ -273,14 +286,14 @@ def _cluster(args: argparse.Namespace) -> int:
     if output.exists() and not args.overwrite:
         raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
     table = read_table(args.input)
-    print(f"read {len(table)} rows from {args.input}")
+    _say(f"read {len(table)} rows from {args.input}")
     table = _zeropoint(table, args.no_zeropoint, extrapolate=True)
     plx = u.Quantity(table["parallax"], u.mas)
     keep = np.ones(len(table), dtype=bool)
     if args.parallax_range is not None:
         lo, hi = args.parallax_range
         keep = (plx > lo * u.mas) & (plx < hi * u.mas)
-        print(f"kept {keep.sum()} stars with {lo} < parallax < {hi} mas")
+        _say(f"kept {keep.sum()} stars with {lo} < parallax < {hi} mas")
     guess = None
     if args.distance_guess:
         guess = _quantity(args.distance_guess, u.pc, "--distance-guess")
@@ -295,18 +308,18 @@ def _cluster(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     elapsed = time.perf_counter() - start
-    print(f"{args.method} fit of {keep.sum()} stars in {elapsed:.1f} s")
+    _say(f"{args.method} fit of {keep.sum()} stars in {elapsed:.1f} s")
     summary = fit.summary()
     for name in ("mean", "sd", "hdi_3%", "hdi_97%"):
         summary[name].info.format = ".4g"
     for name in ("ess_bulk", "ess_tail"):
         summary[name].info.format = ".0f"
     summary["r_hat"].info.format = ".3f"
-    print(summary)
+    _say(summary)
     members = np.nansum(fit.table["p_member"])
-    print(f"sum of membership probabilities: {members:.1f}")
+    _say(f"sum of membership probabilities: {members:.1f}")
     write_table(fit.table, output, overwrite=args.overwrite)
-    print(f"wrote {output}")
+    _say(f"wrote {output}")
     return 0
 
 
@@ -323,7 +336,7 @@ def _quantity(text: str, unit: u.UnitBase, option: str) -> u.Quantity:
 def _zeropoint_command(args: argparse.Namespace) -> int:
     output = _output_path(args, "_zpt.ecsv")
     table = read_table(args.input)
-    print(f"read {len(table)} rows from {args.input}")
+    _say(f"read {len(table)} rows from {args.input}")
     missing = [name for name in ZEROPOINT_COLUMNS if name not in table.colnames]
     if missing:
         raise GaiadistError(
@@ -331,7 +344,7 @@ def _zeropoint_command(args: argparse.Namespace) -> int:
         )
     table = _zeropoint(table, False, extrapolate=args.extrapolate)
     write_table(table, output, overwrite=args.overwrite)
-    print(f"wrote {output}")
+    _say(f"wrote {output}")
     return 0
 
 
@@ -356,7 +369,7 @@ def _demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stars = cluster_field(args.stars, seed=args.seed, **DEMO_TRUTH)
-    print(
+    _say(
         f"simulated {len(stars)} Gaia DR3 stars around M67's position: a cluster "
         f"at {DEMO_TRUTH['distance']} with {stars.meta['truth']['n_members']} "
         "members, the rest field stars"
@@ -365,7 +378,7 @@ def _demo(args: argparse.Namespace) -> int:
     # No parallax cut: the model's field is the whole EDSD population, and a
     # cut would bias L and Q away from the truth they are compared with.
     fit = ClusterDistance().fit(stars, seed=args.seed)
-    print(f"cluster fit in {fit.seconds:.1f} s")
+    _say(f"cluster fit in {fit.seconds:.1f} s")
     summary = fit.summary()
     truth = stars.meta["truth"]
     summary["truth"] = [
@@ -378,11 +391,11 @@ def _demo(args: argparse.Namespace) -> int:
     for name in ("ess_bulk", "ess_tail"):
         summary[name].info.format = ".0f"
     summary["r_hat"].info.format = ".3f"
-    print(summary)
+    _say(summary)
     members = fit.table
     found = np.nansum(members["p_member"])
     true = np.count_nonzero(members["true_member"])
-    print(f"sum of membership probabilities {found:.1f}; true members {true}")
+    _say(f"sum of membership probabilities {found:.1f}; true members {true}")
     # Each star on its own, under the field's prior as the cluster fit found it.
     length = np.mean(fit.samples["L"]) * u.pc
     distances = StarDistance(length_scale=length).fit(stars)
@@ -391,7 +404,7 @@ def _demo(args: argparse.Namespace) -> int:
         distances["true_distance"] <= distances["r_hi"]
     )
     field = ok & ~np.asarray(stars["true_member"])
-    print(
+    _say(
         f"StarDistance (EDSD, L = {length:.0f}): the true distance lies between "
         f"r_lo and r_hi for {np.mean(inside[field]):.0%} of the field stars "
         "(68% expected)"
@@ -404,7 +417,7 @@ def _demo(args: argparse.Namespace) -> int:
     for name, table in written.items():
         write_table(table, folder / name, overwrite=True)
     written.update(_demo_figures(fit, distances, truth, folder, args.seed))
-    print(
+    _say(
         f"wrote {', '.join(written)} to {folder}/ "
         f"({time.perf_counter() - start:.0f} s in all)"
     )

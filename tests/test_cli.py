@@ -122,3 +122,17 @@ def test_zeropoint_command(m67_path, tmp_path, capsys):
     t.write(tmp_path / "bare.ecsv")
     assert main(["zeropoint", str(tmp_path / "bare.ecsv")]) == 2
     assert "lacks the zero point's input columns" in capsys.readouterr().err
+
+
+def test_quiet_prints_nothing_but_keeps_payload_and_errors(tmp_path, capsys):
+    t = Table({"parallax": [1.0, 2.0], "parallax_error": [0.1, 0.2]})
+    path = tmp_path / "in.ecsv"
+    t.write(path)
+    out = tmp_path / "out.ecsv"
+    with pytest.warns(Warning, match="no parallax zero point"):
+        assert main(["--quiet", "stars", str(path), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == "" and out.exists()
+    assert main(["-q", "query", "1 2", "1 arcmin", "--payload"]) == 0
+    assert capsys.readouterr().out.startswith("SELECT ")
+    assert main(["-q", "stars", str(path), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
