@@ -81,10 +81,8 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
         64-bit integer exactness (read as floating point numbers).
     """
     name = os.fspath(path)
-    if format is None and name.lower().endswith(_CSV_SUFFIXES):
-        format = "ascii.csv"
-    if format is None and name.lower().endswith((".parquet", ".parq")):
-        format = "parquet"
+    if format is None:
+        format = _format_of(name)
     try:
         table = QTable.read(name, format=format)
     except ImportError as exc:
@@ -113,6 +111,18 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
     return table
 
 
+def _format_of(name: str) -> str | None:
+    """The astropy format for extensions it does not recognise by itself."""
+    lower = name.lower()
+    if lower.endswith(_CSV_SUFFIXES):
+        return "ascii.csv"
+    if lower.endswith((".parquet", ".parq")):
+        return "parquet"
+    if lower.endswith((".vot", ".xml")):
+        return "votable"
+    return None
+
+
 def write_table(
     table: Table, path: str | os.PathLike, *, overwrite: bool = False
 ) -> None:
@@ -132,15 +142,8 @@ def write_table(
     name = os.fspath(path)
     if os.path.exists(name) and not overwrite:
         raise InputError(f"{name} exists; pass overwrite=True to replace it")
-    lower = name.lower()
-    format = None
-    if lower.endswith(_CSV_SUFFIXES):
-        format = "ascii.csv"
-    elif lower.endswith((".parquet", ".parq")):
-        format = "parquet"
-    elif lower.endswith((".vot", ".xml")):
-        format = "votable"
-    elif lower.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
+    format = _format_of(name)
+    if name.lower().endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
         # FITS headers hold only scalars: nested metadata (provenance, the
         # truth of a simulation) goes in as JSON text instead of being lost.
         table = table.copy(copy_data=False)
