@@ -30,6 +30,7 @@ from numpyro.infer import MCMC, NUTS, init_to_value
 
 from .columns import read_table
 from .exceptions import GaiadistWarning, InputError
+from .likelihood import _LN_SQRT_2PI
 from .marginal import (
     POPULATION,
     best_mode,
@@ -54,7 +55,6 @@ MIN_STARS = 10
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
 QUADRATURE_LIMIT = 0.2
-_LN_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def default_priors() -> dict[str, dist.Distribution]:
