@@ -198,9 +198,7 @@ def _query(args: argparse.Namespace) -> int:
     if args.payload:
         print(query_cone(target, radius, get_query_payload=True, **options))
         return 0
-    output = Path(args.output or _slug(args.target) + "_gaia.ecsv")
-    if output.exists() and not args.overwrite:
-        raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
+    output = _output_path(args, "_gaia.ecsv", stem=_slug(args.target))
     start = time.perf_counter()
     table = query_cone(target, radius, cache=not args.no_cache, **options)
     _say(
@@ -228,11 +226,7 @@ def _slug(text: str) -> str:
 
 
 def _stars(args: argparse.Namespace) -> int:
-    output = Path(
-        args.output or Path(args.input).name.split(".")[0] + "_distances.ecsv"
-    )
-    if output.exists() and not args.overwrite:
-        raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
+    output = _output_path(args, "_distances.ecsv")
     table = read_table(args.input)
     _say(f"read {len(table)} rows from {args.input}")
     table = _zeropoint(table, args.no_zeropoint)
@@ -265,10 +259,9 @@ def _stars(args: argparse.Namespace) -> int:
 
 def _zeropoint(table, skip: bool, **options):
     """Apply the zero point when asked and possible, and say what was done."""
-    has_inputs = all(name in table.colnames for name in ZEROPOINT_COLUMNS)
     if skip or "parallax_corrected" in table.colnames:
         return table
-    if not has_inputs:
+    if not all(name in table.colnames for name in ZEROPOINT_COLUMNS):
         _say("zero point: not applied (the table lacks its input columns)")
         return table
     table = apply_zeropoint(table, **options)
@@ -282,9 +275,7 @@ def _zeropoint(table, skip: bool, **options):
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    output = Path(args.output or Path(args.input).name.split(".")[0] + "_members.ecsv")
-    if output.exists() and not args.overwrite:
-        raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
+    output = _output_path(args, "_members.ecsv")
     table = read_table(args.input)
     _say(f"read {len(table)} rows from {args.input}")
     table = _zeropoint(table, args.no_zeropoint, extrapolate=True)
@@ -310,17 +301,23 @@ def _cluster(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     _say(f"{args.method} fit of {keep.sum()} stars in {elapsed:.1f} s")
     summary = fit.summary()
-    for name in ("mean", "sd", "hdi_3%", "hdi_97%"):
-        summary[name].info.format = ".4g"
-    for name in ("ess_bulk", "ess_tail"):
-        summary[name].info.format = ".0f"
-    summary["r_hat"].info.format = ".3f"
-    _say(summary)
+    _say(_formatted(summary))
     members = np.nansum(fit.table["p_member"])
     _say(f"sum of membership probabilities: {members:.1f}")
     write_table(fit.table, output, overwrite=args.overwrite)
     _say(f"wrote {output}")
     return 0
+
+
+def _formatted(summary):
+    """The fit summary with print formats: 4 digits, whole ESS, 3-decimal r_hat."""
+    for name in ("mean", "sd", "hdi_3%", "hdi_97%", "truth"):
+        if name in summary.colnames:
+            summary[name].info.format = ".4g"
+    for name in ("ess_bulk", "ess_tail"):
+        summary[name].info.format = ".0f"
+    summary["r_hat"].info.format = ".3f"
+    return summary
 
 
 def _quantity(text: str, unit: u.UnitBase, option: str) -> u.Quantity:
@@ -348,8 +345,13 @@ def _zeropoint_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_path(args: argparse.Namespace, suffix: str) -> Path:
-    output = Path(args.output or Path(args.input).name.split(".")[0] + suffix)
+def _output_path(
+    args: argparse.Namespace, suffix: str, stem: str | None = None
+) -> Path:
+    """``--output``, or ``stem`` (the input's) + ``suffix``; refuses to clobber."""
+    if stem is None:
+        stem = Path(args.input).name.split(".")[0]
+    output = Path(args.output or stem + suffix)
     if output.exists() and not args.overwrite:
         raise GaiadistError(f"{output} exists; pass --overwrite to replace it")
     return output
@@ -381,17 +383,9 @@ def _demo(args: argparse.Namespace) -> int:
     _say(f"cluster fit in {fit.seconds:.1f} s")
     summary = fit.summary()
     truth = stars.meta["truth"]
-    summary["truth"] = [
-        truth.get(name, np.nan) if name in truth else np.nan
-        for name in summary["parameter"]
-    ]
+    summary["truth"] = [truth.get(name, np.nan) for name in summary["parameter"]]
     summary = summary[[name in truth for name in summary["parameter"]]]
-    for name in ("mean", "sd", "hdi_3%", "hdi_97%", "truth"):
-        summary[name].info.format = ".4g"
-    for name in ("ess_bulk", "ess_tail"):
-        summary[name].info.format = ".0f"
-    summary["r_hat"].info.format = ".3f"
-    _say(summary)
+    _say(_formatted(summary))
     members = fit.table
     found = np.nansum(members["p_member"])
     true = np.count_nonzero(members["true_member"])
