@@ -61,6 +61,7 @@ CORE = 2.5  # half-width of the central segments, in local widths
 _N_BISECT = 32
 _N_SCAN = 24
 _LN_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_LN3 = math.log(3.0)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(NODES_PER_SEGMENT)
 
 
@@ -91,25 +92,29 @@ class GaussianLogPrior:
 
     @property
     def upper(self):
-        """Where the density has dropped by ``TAIL`` from its peak."""
-        return self.mean + math.sqrt(2.0 * TAIL) * self.sigma
+        """Offset from the mode at which the density has dropped by ``TAIL``."""
+        return math.sqrt(2.0 * TAIL) * self.sigma
 
     def logpdf(self, u):
         """Log density of ``u``."""
-        z = (u - self.mean) / self.sigma
+        return self.logpdf_at(u - self.mean)
+
+    def logpdf_at(self, d):
+        """Log density at ``mode + d``."""
+        z = d / self.sigma
         return -0.5 * z * z - jnp.log(self.sigma) - _LN_SQRT_2PI
 
-    def slope(self, u):
-        """First derivative of `logpdf`."""
-        return -(u - self.mean) / (self.sigma * self.sigma)
+    def slope_at(self, d):
+        """First derivative of the log density at ``mode + d``."""
+        return -d / (self.sigma * self.sigma)
 
-    def curvature(self, u):
-        """Second derivative of `logpdf`."""
-        return -1.0 / (self.sigma * self.sigma) + 0.0 * u
+    def curvature_at(self, d):
+        """Second derivative of the log density at ``mode + d``."""
+        return -1.0 / (self.sigma * self.sigma) + 0.0 * d
 
     def where_slope(self, s):
-        """The ``u`` at which ``d logpdf / du = s``."""
-        return self.mean - s * self.sigma * self.sigma
+        """Offset from the mode at which the log density's slope is ``s``."""
+        return -s * self.sigma * self.sigma
 
 
 class EDSDLogPrior:
@@ -129,7 +134,7 @@ class EDSDLogPrior:
     @property
     def mode(self):
         """Mode of the density in ``u``."""
-        return self.log_l + math.log(3.0)
+        return self.log_l + _LN3
 
     @property
     def width(self):
@@ -138,25 +143,29 @@ class EDSDLogPrior:
 
     @property
     def upper(self):
-        """Where the density has dropped by about ``TAIL`` from its peak."""
-        return self.log_l + self._UPPER
+        """Offset from the mode at which the density has dropped by about ``TAIL``."""
+        return self._UPPER - _LN3 + 0.0 * self.log_l
 
     def logpdf(self, u):
         """Log density of ``u``."""
         v = u - self.log_l
         return 3.0 * v - jnp.exp(v) - math.log(2.0)
 
-    def slope(self, u):
-        """First derivative of `logpdf`."""
-        return 3.0 - jnp.exp(u - self.log_l)
+    def logpdf_at(self, d):
+        """Log density at ``mode + d``."""
+        return 3.0 * (d + _LN3) - 3.0 * jnp.exp(d) - math.log(2.0)
 
-    def curvature(self, u):
-        """Second derivative of `logpdf`."""
-        return -jnp.exp(u - self.log_l)
+    def slope_at(self, d):
+        """First derivative of the log density at ``mode + d``."""
+        return 3.0 - 3.0 * jnp.exp(d)
+
+    def curvature_at(self, d):
+        """Second derivative of the log density at ``mode + d``."""
+        return -3.0 * jnp.exp(d)
 
     def where_slope(self, s):
-        """The ``u`` at which ``d logpdf / du = s``."""
-        return self.log_l + jnp.log(3.0 - s)
+        """Offset from the mode at which the log density's slope is ``s``."""
+        return jnp.log(3.0 - s) - _LN3
 
 
 def log_marginal_likelihood(plx, err, prior):
@@ -175,8 +184,8 @@ def log_marginal_likelihood(plx, err, prior):
     array
         Shape ``(n,)``; differentiable with respect to the prior's parameters.
     """
-    nodes, log_weights = quadrature_nodes(plx, err, prior)
-    log_f = log_integrand(plx[:, None], err[:, None], prior, nodes)
+    offsets, log_weights = _offset_nodes(plx, err, prior)
+    log_f = _log_integrand_at(plx[:, None], err[:, None], prior, offsets)
     return jax.scipy.special.logsumexp(log_f + log_weights, axis=1)
 
 
@@ -190,42 +199,41 @@ def log_marginal_likelihood_fast(plx, err, prior):
     unimodal, which is the case near any sensible cluster solution;
     `gaiadist.ClusterDistance` checks the agreement at its posterior draws.
     """
-    plx2, err2 = plx[:, None], err[:, None]
-    prior2 = _with_axes(prior, 2)
     fixed = _with_axes(prior, 1, jax.lax.stop_gradient)
+    mode = fixed.mode
     inv_var = 1.0 / (err * err)
     pos = plx > 0
-    u_like = jnp.log(1000.0 / jnp.where(pos, plx, 1.0))
+    v_like = jnp.log(1000.0 / jnp.where(pos, plx, 1.0)) - mode
     c_like = jnp.where(pos, plx * plx * inv_var, 0.0)
-    c_prior = -fixed.curvature(fixed.mode)
-    u = (fixed.mode * c_prior + jnp.where(pos, u_like, 0.0) * c_like) / (
-        c_prior + c_like
-    )
+    c_prior = -fixed.curvature_at(0.0 * mode)
+    # Offsets from the prior's mode throughout: a cluster narrower than the
+    # float32 spacing of ln r near its mode stays resolved.
+    v = jnp.where(pos, v_like, 0.0) * c_like / (c_prior + c_like)
     limit = 3.0 / jnp.sqrt(c_prior + c_like)
 
-    def slope_curv(u):
-        w = 1000.0 * jnp.exp(-u)
-        d1 = (w - plx) * w * inv_var + fixed.slope(u)
-        d2 = -w * (2.0 * w - plx) * inv_var + fixed.curvature(u)
+    def slope_curv(v):
+        w = 1000.0 * jnp.exp(-(mode + v))
+        d1 = (w - plx) * w * inv_var + fixed.slope_at(v)
+        d2 = -w * (2.0 * w - plx) * inv_var + fixed.curvature_at(v)
         return d1, d2
 
     for _ in range(_N_NEWTON):
-        d1, d2 = slope_curv(u)
+        d1, d2 = slope_curv(v)
         step = jnp.where(
             d2 < 0, -d1 / jnp.where(d2 < 0, d2, -1.0), jnp.sign(d1) * limit
         )
-        u = u + jnp.clip(step, -limit, limit)
-    _, d2 = slope_curv(u)
+        v = v + jnp.clip(step, -limit, limit)
+    _, d2 = slope_curv(v)
     # Never wider than the prior: where the Newton steps end near an
     # inflection (a low signal-to-noise star whose integrand has a second,
     # prior-shaped bump beyond the likelihood's) the curvature width would
     # be huge, and a rule that wide misses both bumps.
     width = jnp.minimum(1.0 / jnp.sqrt(jnp.maximum(-d2, 1e-20)), fixed.width)
-    u, width = jax.lax.stop_gradient(u), jax.lax.stop_gradient(width)
-    x = jnp.asarray(_GH_X, u.dtype)
-    nodes = u[:, None] + math.sqrt(2.0) * width[:, None] * x
-    log_f = log_integrand(plx2, err2, prior2, nodes)
-    logw = jnp.asarray(np.log(_GH_W), u.dtype) + x * x
+    v, width = jax.lax.stop_gradient(v), jax.lax.stop_gradient(width)
+    x = jnp.asarray(_GH_X, v.dtype)
+    offsets = v[:, None] + math.sqrt(2.0) * width[:, None] * x
+    log_f = _log_integrand_at(plx[:, None], err[:, None], prior, offsets)
+    logw = jnp.asarray(np.log(_GH_W), v.dtype) + x * x
     return jax.scipy.special.logsumexp(log_f + logw, axis=1) + jnp.log(
         math.sqrt(2.0) * width
     )
@@ -239,6 +247,43 @@ def quadrature_nodes(plx, err, prior):
     the far bump when there is one. Shape ``(n, n_nodes)`` each; held fixed
     under differentiation.
     """
+    offsets, log_weights = _offset_nodes(plx, err, prior)
+    mode = _with_axes(prior, 2, jax.lax.stop_gradient).mode
+    return mode + offsets, log_weights
+
+
+def log_integrand(plx, err, prior, u):
+    """``ln Normal(plx | 1000 e^-u, err) + ln p(u)``; ``u`` has the star axis first."""
+    w = 1000.0 * jnp.exp(-u)
+    z = (plx - w) / err
+    return (
+        -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI + _with_axes(prior, u.ndim).logpdf(u)
+    )
+
+
+def _log_integrand_at(plx, err, prior, offsets):
+    """`log_integrand` at ``u = mode + offsets``, ``offsets`` held fixed.
+
+    The nodes stay fixed in ``u`` under differentiation, as in
+    `log_integrand`: the prior is evaluated at ``offsets - (mode - mode₀)``,
+    ``mode₀`` the mode without its gradient, which is ``offsets`` in value
+    and carries the derivative of the prior's position.
+    """
+    prior = _with_axes(prior, offsets.ndim)
+    mode = prior.mode
+    fixed = jax.lax.stop_gradient(mode)
+    w = 1000.0 * jnp.exp(-(fixed + offsets))
+    z = (plx - w) / err
+    return (
+        -0.5 * z * z
+        - jnp.log(err)
+        - _LN_SQRT_2PI
+        + prior.logpdf_at(offsets - (mode - fixed))
+    )
+
+
+def _offset_nodes(plx, err, prior):
+    """The robust rule's nodes as offsets from the prior's mode, and log weights."""
     plx = jax.lax.stop_gradient(plx)
     err = jax.lax.stop_gradient(err)
     prior = _with_axes(prior, 1, jax.lax.stop_gradient)
@@ -250,15 +295,6 @@ def quadrature_nodes(plx, err, prior):
     nodes = (lo + half * (1.0 + x)).reshape(ends.shape[0], -1)
     log_weights = (jnp.log(jnp.maximum(half, 1e-30)) + logw).reshape(ends.shape[0], -1)
     return jax.lax.stop_gradient(nodes), jax.lax.stop_gradient(log_weights)
-
-
-def log_integrand(plx, err, prior, u):
-    """``ln Normal(plx | 1000 e^-u, err) + ln p(u)``; ``u`` has the star axis first."""
-    w = 1000.0 * jnp.exp(-u)
-    z = (plx - w) / err
-    return (
-        -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI + _with_axes(prior, u.ndim).logpdf(u)
-    )
 
 
 def _expand(param, ndim):
@@ -282,7 +318,10 @@ def _with_axes(prior, ndim, fn=None):
 
 
 def _segment_ends(plx, err, prior):
-    """Sorted segment ends covering each star's integrand, shape (n, 9)."""
+    """Sorted segment ends covering each star's integrand, shape (n, 9).
+
+    Everything is an offset ``v = u - mode`` from the prior's mode.
+    """
     dtype = jnp.result_type(plx, float)
     n = plx.shape[0]
 
@@ -291,44 +330,45 @@ def _segment_ends(plx, err, prior):
 
     plx, err = plx[:, None], err[:, None]
     prior = _with_axes(prior, 2)
+    m = full(prior.mode)
     inv_var = 1.0 / (err * err)
     pos = plx > 0
     safe_plx = jnp.where(pos, plx, 1.0)
-    u_like = jnp.log(1000.0 / safe_plx)
+    v_like = jnp.log(1000.0 / safe_plx) - m
     big = jnp.asarray(1e4, dtype)
-    u_c = jnp.where(pos, jnp.log(2000.0 / safe_plx), big)
-    p_mode = full(prior.mode)
+    v_c = jnp.where(pos, jnp.log(2000.0 / safe_plx) - m, big)
 
-    def like_slope(u):
-        w = 1000.0 * jnp.exp(-u)
+    def like_slope(v):
+        w = 1000.0 * jnp.exp(-(m + v))
         return (w - plx) * w * inv_var
 
-    def curvature(u):
-        w = 1000.0 * jnp.exp(-u)
-        return -w * (2.0 * w - plx) * inv_var + prior.curvature(u)
+    def curvature(v):
+        w = 1000.0 * jnp.exp(-(m + v))
+        return -w * (2.0 * w - plx) * inv_var + prior.curvature_at(v)
 
-    def h(u):
-        return log_integrand(plx, err, prior, u)
+    def h(v):
+        return _log_integrand_at(plx, err, prior, v)
 
     # The likelihood's convexity beyond u_c is at most plx^2 / (8 err^2); a
     # prior at least that curved there makes the integrand concave everywhere.
-    concave = ~pos | (-prior.curvature(u_c) >= 0.125 * plx * plx * inv_var)
-    limit = jnp.where(concave, big, u_c)
+    concave = ~pos | (-prior.curvature_at(v_c) >= 0.125 * plx * plx * inv_var)
+    limit = jnp.where(concave, big, v_c)
 
     # Peak: both slope terms are positive below min(u_like, prior mode) and,
     # for plx > 0, negative above max(u_like, prior mode). For plx <= 0 the
     # likelihood slope is positive and falls with u, so beyond where the
     # prior's slope is -like_slope(prior mode) the total is negative.
-    lo = jnp.where(pos, jnp.minimum(u_like, p_mode), p_mode)
-    hi_neg = full(prior.where_slope(-like_slope(p_mode)))
-    hi = jnp.where(pos, jnp.maximum(u_like, p_mode), jnp.maximum(hi_neg, p_mode))
+    zero = jnp.zeros_like(v_like)
+    lo = jnp.where(pos, jnp.minimum(v_like, 0.0), zero)
+    hi_neg = full(prior.where_slope(-like_slope(zero)))
+    hi = jnp.where(pos, jnp.maximum(v_like, 0.0), jnp.maximum(hi_neg, 0.0))
     hi = jnp.minimum(hi, limit)
     lo = jnp.minimum(lo, hi)
 
     def body(_, bracket):
         a, b = bracket
         mid = 0.5 * (a + b)
-        up = like_slope(mid) + prior.slope(mid) > 0
+        up = like_slope(mid) + prior.slope_at(mid) > 0
         return jnp.where(up, mid, a), jnp.where(up, b, mid)
 
     lo, hi = jax.lax.fori_loop(0, _N_BISECT, body, (lo, hi))
@@ -345,9 +385,9 @@ def _segment_ends(plx, err, prior):
     # Far region: where the prior's bulk reaches beyond u_c, scan it for a
     # second bump and integrate it up to the prior's own tail.
     top = full(prior.upper)
-    has_far = ~concave & (top > u_c)
-    start = jnp.where(has_far, u_c, mode)
-    step = jnp.where(has_far, (top - u_c) / (_N_SCAN - 1), width)
+    has_far = ~concave & (top > v_c)
+    start = jnp.where(has_far, v_c, mode)
+    step = jnp.where(has_far, (top - v_c) / (_N_SCAN - 1), width)
     grid = start + step * jnp.arange(_N_SCAN, dtype=dtype)
     vals = h(grid)
     far = _scan_peak(grid, vals, step)

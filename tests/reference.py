@@ -42,24 +42,38 @@ def brute_force_log_marginal(plx, err, prior, a, b=None):
     """ln ∫ Normal(plx | 1000 e^-u, err) p(u) du on a dense float64 grid.
 
     ``prior`` is ``"cluster"`` (Gaussian in u = ln r with mean ``a`` and width
-    ``b``) or ``"field"`` (EDSD with ln L = ``a``). A first pass over
-    u in [-30, 250] (1e-13 pc to e^250 pc) finds where the integrand is within
-    exp(-45) of its peak; a second pass of 200,001 points there integrates it
-    by the trapezoid rule.
+    ``b``) or ``"field"`` (EDSD with ln L = ``a``). The cluster's integral is
+    taken over t = (u - a) / b, so that however narrow the cluster, the grid
+    resolves it. A first pass finds where the integrand is within exp(-45) of
+    its peak, over u in [-30, 250] (1e-13 pc to e^250 pc) and, for the
+    cluster, also over t in [-50, 50]; a second pass of 200,001 points there
+    integrates it by the trapezoid rule.
     """
 
-    def log_f(u):
+    def like(u):
         w = 1000 * np.exp(-u)
-        like = -0.5 * ((plx - w) / err) ** 2 - np.log(err) - 0.5 * np.log(2 * np.pi)
-        if prior == "cluster":
-            return like - 0.5 * ((u - a) / b) ** 2 - np.log(b) - 0.5 * np.log(2 * np.pi)
-        return like + 3 * (u - a) - np.exp(u - a) - np.log(2)
+        return -0.5 * ((plx - w) / err) ** 2 - np.log(err) - 0.5 * np.log(2 * np.pi)
 
-    u = np.linspace(-30, 250, 2_000_001)
-    g = log_f(u)
-    keep = np.nonzero(g > g.max() - 45)[0]
-    step = u[1] - u[0]
-    u = np.linspace(u[keep[0]] - step, u[keep[-1]] + step, 200_001)
-    g = log_f(u)
+    grids = [np.linspace(-30, 250, 2_000_001)]
+    if prior == "cluster":
+
+        def log_f(t):
+            return like(a + b * t) - 0.5 * t * t - 0.5 * np.log(2 * np.pi)
+
+        grids = [(grids[0] - a) / b, np.linspace(-50, 50, 1_000_001)]
+    else:
+
+        def log_f(u):
+            return like(u) + 3 * (u - a) - np.exp(u - a) - np.log(2)
+
+    values = [log_f(x) for x in grids]
+    top = max(g.max() for g in values)
+    ends = []
+    for x, g in zip(grids, values, strict=True):
+        keep = np.nonzero(g > top - 45)[0]
+        if keep.size:
+            ends += [x[max(keep[0] - 1, 0)], x[min(keep[-1] + 1, x.size - 1)]]
+    x = np.linspace(min(ends), max(ends), 200_001)
+    g = log_f(x)
     top = g.max()
-    return top + np.log(np.trapezoid(np.exp(g - top), u))
+    return top + np.log(np.trapezoid(np.exp(g - top), x))

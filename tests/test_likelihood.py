@@ -81,6 +81,33 @@ def test_float32_keeps_its_accuracy():
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("log_sigma", [-8.0, -12.0, -16.0])
+def test_narrow_cluster_in_float32(log_sigma):
+    """A cluster narrower than float32's spacing of ln r (about 5e-7 at M67).
+
+    An unresolved cluster size leaves ``log_sigma`` to its prior's tail, so
+    a sampler visits widths down to e^-16 (a few AU at M67); both rules must
+    stay exact there. Before the rules worked in offsets from the prior's
+    mode, float32 rounding of ``ln r - ln D`` put the sum over a 2,000-star
+    field off by tens of nats and the chains diverged.
+    """
+    plx32 = jnp.asarray(PLX, jnp.float32)
+    err32 = jnp.asarray(ERR, jnp.float32)
+    m67_like = (PLX > 0.2) & (PLX < 3)
+    for log_d in (math.log(837.0), math.log(3000.0)):
+        prior = GaussianLogPrior(jnp.float32(log_d), jnp.exp(jnp.float32(log_sigma)))
+        want = np.array(
+            [
+                brute_force_log_marginal(p, e, "cluster", log_d, math.exp(log_sigma))
+                for p, e in zip(PLX, ERR, strict=True)
+            ]
+        )
+        robust = np.asarray(log_marginal_likelihood(plx32, err32, prior))
+        np.testing.assert_allclose(robust, want, rtol=2e-5, atol=2e-4)
+        fast = np.asarray(log_marginal_likelihood_fast(plx32, err32, prior))
+        np.testing.assert_allclose(fast[m67_like], want[m67_like], rtol=2e-5, atol=2e-4)
+
+
 def test_fast_rule_near_a_cluster_solution():
     """The sampler's Gauss-Hermite rule, per star, where M67's posterior lives.
 
