@@ -51,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         "--no-zeropoint", action="store_true", help="do not apply the zero point"
     )
     stars.add_argument(
+        "--plot", metavar="PNG", help="also draw distance against 1/parallax"
+    )
+    stars.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar (shown anyway on a terminal, unless --quiet)",
+    )
+    stars.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
     )
     query = sub.add_parser(
@@ -108,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--num-samples", type=int, default=1000)
     cluster.add_argument("--num-chains", type=int, default=2)
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
+    cluster.add_argument(
+        "--plots",
+        metavar="FOLDER",
+        help="also write corner.png, predictive.png and (with photometry) cmd.png",
+    )
     cluster.add_argument(
         "--no-zeropoint", action="store_true", help="do not apply the zero point"
     )
@@ -236,7 +249,9 @@ def _stars(args: argparse.Namespace) -> int:
         prior=args.prior, length_scale=length_scale, alpha=args.alpha, beta=args.beta
     )
     start = time.perf_counter()
-    out = model.fit(table)
+    # A bar on a terminal, or wherever --progress asks for one; never with -q.
+    progress = False if args.quiet else (True if args.progress else None)
+    out = model.fit(table, progress=progress)
     elapsed = time.perf_counter() - start
     ok = np.asarray(out["r_flag"]) == 0
     _say(
@@ -254,6 +269,10 @@ def _stars(args: argparse.Namespace) -> int:
 
     write_table(out, output, overwrite=args.overwrite)
     _say(f"wrote {output}")
+    if args.plot:
+        from .plotting import star_distance_plot
+
+        _save_figures({Path(args.plot): lambda: star_distance_plot(out)})
     return 0
 
 
@@ -306,7 +325,42 @@ def _cluster(args: argparse.Namespace) -> int:
     _say(f"sum of membership probabilities: {members:.1f}")
     write_table(fit.table, output, overwrite=args.overwrite)
     _say(f"wrote {output}")
+    if args.plots:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_figures(_cluster_figures(fit, folder, seed=args.seed))
     return 0
+
+
+def _cluster_figures(fit, folder: Path, *, seed: int, truth=None) -> dict:
+    """The cluster fit's figures, as file name -> function that draws it.
+
+    The colour-magnitude diagram needs photometry, so it is left out when the
+    table has none.
+    """
+    from . import plotting
+
+    figures = {
+        folder / "corner.png": lambda: plotting.corner_plot(fit, truth=truth),
+        folder / "predictive.png": lambda: plotting.predictive_plot(fit, seed=seed),
+    }
+    if all(name in fit.table.colnames for name in ("bp_rp", "phot_g_mean_mag")):
+        figures[folder / "cmd.png"] = lambda: plotting.cmd_plot(fit.table)
+    return figures
+
+
+def _save_figures(figures: dict) -> None:
+    """Draw each figure and save it as a PNG file (no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for path, draw in figures.items():
+        fig = draw()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    _say(f"wrote {', '.join(str(path) for path in figures)}")
 
 
 def _formatted(summary):
@@ -410,33 +464,14 @@ def _demo(args: argparse.Namespace) -> int:
     }
     for name, table in written.items():
         write_table(table, folder / name, overwrite=True)
-    written.update(_demo_figures(fit, distances, truth, folder, args.seed))
-    _say(
-        f"wrote {', '.join(written)} to {folder}/ "
-        f"({time.perf_counter() - start:.0f} s in all)"
-    )
+    _say(f"wrote {', '.join(written)} to {folder}/")
+    from .plotting import star_distance_plot
+
+    figures = _cluster_figures(fit, folder, seed=args.seed, truth=truth)
+    figures[folder / "star_distances.png"] = lambda: star_distance_plot(distances)
+    _save_figures(figures)
+    _say(f"{time.perf_counter() - start:.0f} s in all")
     return 0
-
-
-def _demo_figures(fit, distances, truth, folder: Path, seed: int) -> dict:
-    """Save the demo's four figures as PNG files; returns their names."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: the command needs no screen
-    import matplotlib.pyplot as plt
-
-    from . import plotting
-
-    figures = {
-        "corner.png": plotting.corner_plot(fit, truth=truth),
-        "cmd.png": plotting.cmd_plot(fit.table),
-        "predictive.png": plotting.predictive_plot(fit, seed=seed),
-        "star_distances.png": plotting.star_distance_plot(distances),
-    }
-    for name, fig in figures.items():
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
-    return figures
 
 
 def _length_scale(text: str, colnames: list[str]) -> u.Quantity | str:

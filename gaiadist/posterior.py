@@ -25,6 +25,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 __all__ = ["SIGMA_PROBS", "distance_quantiles"]
 
@@ -54,6 +55,7 @@ def distance_quantiles(
     length_scale,
     probs=SIGMA_PROBS,
     chunk_size: int = 8192,
+    progress: bool | None = False,
 ) -> np.ndarray:
     """Posterior distance quantiles for many stars at once.
 
@@ -69,6 +71,9 @@ def distance_quantiles(
         Posterior probabilities of the quantiles wanted.
     chunk_size : int, optional
         Stars computed together; bounds the memory used (about 10 kB per star).
+    progress : bool or None, optional
+        Show a progress bar over the chunks; ``None`` shows it only when
+        standard error is a terminal.
 
     Returns
     -------
@@ -98,6 +103,14 @@ def distance_quantiles(
     probs_arr = jnp.asarray(probs)
     out = np.full((n, len(probs)), np.nan)
     chunk_size = max(1, min(int(chunk_size), n))
+    bar = tqdm(
+        total=n,
+        desc="star distances",
+        unit="star",
+        unit_scale=True,
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     for start in range(0, n, chunk_size):
         sl = slice(start, min(start + chunk_size, n))
         m = sl.stop - sl.start
@@ -115,6 +128,8 @@ def distance_quantiles(
         ]
         q = np.asarray(_quantiles_kernel(*args, probs_arr))[:m]
         out[sl] = np.where(ok[sl, None], q, np.nan)
+        bar.update(m)
+    bar.close()
     return out
 
 

@@ -137,6 +137,7 @@ class StarDistance:
         seed: int = 0,
         num_warmup: int = 1000,
         num_samples: int = 2000,
+        progress: bool | None = False,
     ) -> Table:
         """Compute the posterior distance of every star.
 
@@ -150,6 +151,10 @@ class StarDistance:
             Random seed for ``method="nuts"`` (the quadrature is deterministic).
         num_warmup, num_samples : int, optional
             NUTS settings per star for ``method="nuts"``.
+        progress : bool or None, optional
+            Show a progress bar over the table (the quadrature works through
+            it ``chunk_size`` stars at a time); ``None`` shows it only when
+            standard error is a terminal.
 
         Returns
         -------
@@ -183,6 +188,7 @@ class StarDistance:
                 beta=self.beta,
                 length_scale=length[usable],
                 chunk_size=self.chunk_size,
+                progress=progress,
             )
         elif np.any(usable):
             quantiles[usable] = _nuts_quantiles(

@@ -11,8 +11,12 @@ from gaiadist.cli import main
 def test_stars_command_on_m67(m67_path, tmp_path, capsys):
     out_file = tmp_path / "m67.ecsv"
     with pytest.warns(Warning, match="outside the validity"):
-        assert main(["stars", str(m67_path), "-o", str(out_file)]) == 0
-    printed = capsys.readouterr().out
+        args = ["stars", str(m67_path), "-o", str(out_file)]
+        assert main([*args, "--plot", str(tmp_path / "d.png"), "--progress"]) == 0
+    assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
+    captured = capsys.readouterr()
+    assert "star distances: 100%" in captured.err
+    printed = captured.out
     assert "5331 of 5331 stars" in printed and "zero point: median" in printed
     out = QTable.read(out_file)
     m67 = Table.read(m67_path)
@@ -81,9 +85,14 @@ def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
     path = tmp_path / "field.ecsv"
     stars.write(path)
     out = tmp_path / "members.fits"
-    assert main(["cluster", str(path), "-o", str(out), "--seed", "2"]) == 0
+    figures = tmp_path / "figures"
+    args = ["cluster", str(path), "-o", str(out), "--seed", "2"]
+    assert main([*args, "--plots", str(figures)]) == 0
     printed = capsys.readouterr().out
     assert "marginal fit of 1500 stars" in printed
+    for name in ("corner", "predictive", "cmd"):
+        assert (figures / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
     line = next(x for x in printed.splitlines() if x.split()[:2] == ["D", "pc"])
     assert abs(float(line.split()[2]) - 250) < 5
     got = QTable.read(out)
@@ -93,6 +102,14 @@ def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
     bad = ["cluster", str(path), "-o", str(tmp_path / "x.ecsv")]
     assert main([*bad, "--distance-guess", "far"]) == 2
     assert "--distance-guess 'far'" in capsys.readouterr().err
+    # Without photometry there is no colour-magnitude diagram to draw.
+    bare = tmp_path / "bare.ecsv"
+    stars["source_id", "parallax", "parallax_error"].write(bare)
+    plain = tmp_path / "plain"
+    with pytest.warns(Warning, match="zero point was"):
+        args = ["cluster", str(bare), "--plots", str(plain)]
+        assert main([*args, "-o", str(tmp_path / "plain.ecsv")]) == 0
+    assert sorted(p.name for p in plain.iterdir()) == ["corner.png", "predictive.png"]
 
 
 def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
