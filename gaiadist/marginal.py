@@ -47,6 +47,7 @@ __all__ = [
     "pad",
     "padded_size",
     "star_results",
+    "star_results_many",
     "nuts_program",
     "to_parameters",
     "whitening",
@@ -337,7 +338,26 @@ def star_results(plx, err, weight, theta):
         robust one (nats). A constant difference leaves the posterior as it
         is; this spread is what would distort it.
     """
-    p_member, grid, cdf, gaps = _star_grid_results(plx, err, weight, theta)
+    return _per_star(*_star_grid_results(plx, err, weight, theta))
+
+
+def star_results_many(plx, err, weight, theta) -> list[tuple]:
+    """`star_results` for several clusters, vectorised over the first axis.
+
+    ``plx``, ``err`` and ``weight`` have shape ``(c, n)`` and ``theta``
+    ``(c, k, 4)``; returns one ``(p_member, quantiles, check)`` per cluster.
+    """
+    p_member, grid, cdf, gaps = (
+        np.asarray(a) for a in _star_grid_results_many(plx, err, weight, theta)
+    )
+    return [
+        _per_star(p_member[i], grid[i], cdf[i], gaps[i])
+        for i in range(p_member.shape[0])
+    ]
+
+
+def _per_star(p_member, grid, cdf, gaps):
+    """Percentiles from each star's CDF on its grid, and the quadrature check."""
     cdf, grid = np.asarray(cdf), np.asarray(grid)
     quantiles = np.stack(
         [np.exp(np.interp(SIGMA_PROBS, c, g)) for c, g in zip(cdf, grid, strict=True)]
@@ -375,6 +395,9 @@ def _star_grid_results(plx, err, weight, theta):
         axis=1,
     )
     return p_member, grid, cdf / cdf[:, -1:], gaps
+
+
+_star_grid_results_many = jax.jit(jax.vmap(_star_grid_results))
 
 
 def _accumulate(plx, err, weight, theta, grid):

@@ -1,0 +1,638 @@
+"""Many clusters, one analysis: `survey`.
+
+Each cluster of an input table goes through the same steps: its stars come
+from a cone search or a local file, the parallax zero point is applied, and
+`ClusterDistance` is fitted. One row per cluster summarises the posterior and
+the fit's health, and each cluster's stars are written with their membership
+probabilities.
+
+A cluster that fails (an empty cone, an unreachable archive, too few stars)
+gets ``status="failed"`` and its error message; the others go on. Every
+finished cluster is checkpointed at once (``results/NAME.json`` and
+``members/NAME.fits`` under the output folder), so an interrupted survey run
+again with the same settings picks up where it stopped; clusters that failed
+are tried again.
+
+Modes of execution:
+
+- ``"sequential"``: one cluster after the other in this process. Clusters
+  whose star counts fall in the same size class share one compilation.
+- ``"processes"``: a pool of local worker processes.
+- ``"dask"``: a Dask distributed cluster, an existing one (``scheduler``: its
+  address or a `distributed.Client`) or a `distributed.LocalCluster` started
+  for the survey. Workers need gaiadist installed.
+- ``"batched"``: ``batch_size`` clusters at a time in one compiled program
+  (`ClusterDistance.fit_many`), for GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import re
+import time
+import traceback
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable, Table
+from astropy.time import Time
+from tqdm import tqdm
+
+from .cluster import ClusterDistance
+from .columns import read_gaia, read_table, write_table
+from .exceptions import GaiadistError, GaiadistWarning, InputError
+from .query import query_cone
+from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
+
+__all__ = ["MODES", "RESULT_COLUMNS", "survey"]
+
+#: How `survey` runs the clusters.
+MODES = ("sequential", "processes", "dask", "batched")
+
+#: Columns `survey` adds after the input's, with their units.
+RESULT_COLUMNS = {
+    "status": None,
+    "message": None,
+    "n_stars": None,
+    "n_used": None,
+    "D": u.pc,
+    "D_sd": u.pc,
+    "D_lo": u.pc,
+    "D_hi": u.pc,
+    "approx_size": u.pc,
+    "approx_size_sd": u.pc,
+    "L": u.pc,
+    "L_sd": u.pc,
+    "Q": None,
+    "Q_sd": None,
+    "n_members": None,
+    "sum_p_member": None,
+    "r_hat_max": None,
+    "ess_min": None,
+    "divergences": None,
+    "quadrature_check": None,
+    "seconds": u.s,
+    "members_file": None,
+}
+_POPULATION_ROWS = ("D", "approx_size", "L", "Q")
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Everything that decides a cluster's result (the checkpoint key)."""
+
+    stars: str | None
+    parallax_range: tuple | None
+    priors: dict = field(default_factory=dict)
+    seed: int = 0
+    num_warmup: int = 300
+    num_samples: int = 1000
+    num_chains: int = 2
+    member_threshold: float = 0.5
+    query: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A text that changes whenever a setting does."""
+        plain = asdict(self)
+        plain["priors"] = {k: repr(v) for k, v in sorted(self.priors.items())}
+        plain["version"] = _CHECKPOINT_VERSION
+        return json.dumps(plain, sort_keys=True, default=str)
+
+
+def survey(
+    clusters: Table | str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    stars: str | None = None,
+    mode: str = "sequential",
+    workers: int = 2,
+    scheduler=None,
+    batch_size: int = 8,
+    parallax_range: tuple[float, float] | None = None,
+    priors: dict | None = None,
+    seed: int = 0,
+    num_warmup: int = 300,
+    num_samples: int = 1000,
+    num_chains: int = 2,
+    member_threshold: float = 0.5,
+    query: dict | None = None,
+    progress: bool | None = None,
+) -> QTable:
+    """Fit `ClusterDistance` to every cluster of a catalogue.
+
+    Parameters
+    ----------
+    clusters : `~astropy.table.Table` or path
+        One row per cluster. ``name`` (unique) is required. To query the
+        stars: ``ra``, ``dec`` (degrees unless they carry units) and
+        ``radius`` (degrees unless they carry units); optionally ``pmra``,
+        ``pmdec`` (mas/yr) and ``epoch`` (Julian year of ``ra, dec``), which
+        move the cone's centre to the Gaia epoch. Optional ``distance`` (pc
+        unless it carries units; NaN or masked for none) is where the fit
+        starts looking for the cluster. Optional ``file`` names a file of
+        stars for that cluster.
+    output : path
+        Folder for the results: ``survey.ecsv`` (one row per cluster),
+        ``members/NAME.fits`` (every star of each cluster with ``p_member``,
+        ``r_med``, ``r_lo``, ``r_hi``) and the checkpoints ``results/NAME.json``.
+    stars : str, optional
+        Where each cluster's stars come from when it has no ``file``: a path
+        template filled from the row, such as ``"cones/{name}.fits"`` (any
+        format `~gaiadist.read_gaia` reads). By default, a cone search
+        (`~gaiadist.query_cone`, cached on disk).
+    mode : {"sequential", "processes", "dask", "batched"}, optional
+        How the clusters are run (see the module's description).
+    workers : int, optional
+        Worker processes for ``"processes"``, and for ``"dask"`` when it
+        starts its own local cluster.
+    scheduler : str or `distributed.Client`, optional
+        For ``"dask"``: an existing cluster's scheduler address (such as
+        ``"tcp://10.0.0.1:8786"``) or client. By default a
+        `distributed.LocalCluster` with ``workers`` processes.
+    batch_size : int, optional
+        Clusters per compiled program for ``"batched"``.
+    parallax_range : (float, float), optional
+        Keep only stars with ``min < parallax < max`` (mas) before fitting.
+        By default every star is used: the model's field component is the
+        whole population, and a cut biases its length scale and ``Q``.
+    priors : dict, optional
+        Priors replacing the defaults, as for `ClusterDistance`.
+    seed, num_warmup, num_samples, num_chains : int, optional
+        Sampler settings, as for `ClusterDistance.fit`; every cluster uses
+        ``seed``.
+    member_threshold : float, optional
+        ``n_members`` counts the stars with ``p_member`` above this.
+    query : dict, optional
+        Keyword arguments for `~gaiadist.query_cone` (``tap_url``, ``table``,
+        ``columns``, ``row_limit``, ``timeout``).
+    progress : bool or None, optional
+        A progress bar over the clusters; ``None`` shows it only when
+        standard error is a terminal.
+
+    Returns
+    -------
+    `~astropy.table.QTable`
+        The input rows and columns, in order, followed by `RESULT_COLUMNS`:
+        ``status`` (``"ok"``, ``"unconverged"`` when the fit warned about
+        r_hat, ESS, divergences or its quadrature, or ``"failed"``),
+        ``message`` (the error, or the fit's warnings), the posterior mean
+        and sd of ``D``, ``approx_size``, ``L`` and ``Q``, ``D_lo`` and
+        ``D_hi`` (the 94 % highest-density interval, as in
+        `ClusterFit.summary`), ``n_members``, ``sum_p_member``, the worst
+        ``r_hat`` and smallest ESS over the four parameters, the number of
+        divergences, ``quadrature_check``, the fit's ``seconds`` and the
+        members file. Also written to ``output/survey.ecsv``.
+
+    Raises
+    ------
+    InputError
+        If the catalogue lacks a needed column, has repeated names, or an
+        argument is invalid. Failures of single clusters are not raised.
+    """
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, not {mode!r}")
+    if int(workers) < 1 or int(batch_size) < 1:
+        raise InputError("workers and batch_size must be positive")
+    catalogue = read_table(clusters)
+    tasks = _tasks(catalogue, stars)
+    settings = _Settings(
+        stars=stars,
+        parallax_range=None if parallax_range is None else tuple(parallax_range),
+        priors=dict(priors or {}),
+        seed=int(seed),
+        num_warmup=int(num_warmup),
+        num_samples=int(num_samples),
+        num_chains=int(num_chains),
+        member_threshold=float(member_threshold),
+        query=dict(query or {}),
+    )
+    ClusterDistance(priors=settings.priors)  # refuse bad priors before starting
+    folder = Path(output)
+    for sub in ("results", "members"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+
+    results = {}
+    todo = []
+    for task in tasks:
+        done = _load_checkpoint(folder, task["slug"], settings)
+        if done is None:
+            todo.append(task)
+        else:
+            results[task["slug"]] = done
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(results),
+        desc="clusters",
+        unit="cluster",
+        disable=None if progress is None else not progress,
+    )
+
+    def finished(task, row, members):
+        row["members_file"] = ""
+        if members is not None:
+            path = folder / "members" / f"{task['slug']}.fits"
+            _write_atomic(members, path)
+            row["members_file"] = str(Path("members") / path.name)
+        _save_checkpoint(folder, task["slug"], settings, row)
+        results[task["slug"]] = row
+        bar.update(1)
+
+    runner = {
+        "sequential": _run_sequential,
+        "processes": _run_processes,
+        "dask": _run_dask,
+        "batched": _run_batched,
+    }[mode]
+    try:
+        runner(
+            todo,
+            settings,
+            finished,
+            workers=int(workers),
+            scheduler=scheduler,
+            batch_size=int(batch_size),
+        )
+    finally:
+        bar.close()
+    out = _result_table(catalogue, tasks, results)
+    write_table(out, folder / "survey.ecsv", overwrite=True)
+    return out
+
+
+def _tasks(catalogue: Table, stars: str | None) -> list[dict]:
+    """One plain dict per cluster: what a worker needs to fetch and fit it."""
+    if len(catalogue) == 0:
+        raise InputError("the cluster catalogue is empty")
+    if "name" not in catalogue.colnames:
+        raise InputError("the cluster catalogue needs a 'name' column")
+    names = [str(x).strip() for x in catalogue["name"]]
+    slugs = [_slug(x) for x in names]
+    if len(set(slugs)) != len(slugs):
+        repeated = sorted({x for x in slugs if slugs.count(x) > 1})
+        raise InputError(f"cluster names must be unique; repeated: {repeated}")
+    has_file = "file" in catalogue.colnames
+    if stars is None and not has_file:
+        missing = [c for c in ("ra", "dec", "radius") if c not in catalogue.colnames]
+        if missing:
+            raise InputError(
+                f"to query each cluster's stars the catalogue needs "
+                f"{', '.join(missing)} (or give stars='cones/{{name}}.fits' or a "
+                "'file' column)"
+            )
+    angles = {
+        c: _column(catalogue, c, u.deg)
+        for c in ("ra", "dec", "radius")
+        if c in catalogue.colnames
+    }
+    motion = {
+        c: _column(catalogue, c, u.mas / u.yr)
+        for c in ("pmra", "pmdec")
+        if c in catalogue.colnames
+    }
+    epoch = _column(catalogue, "epoch", u.dimensionless_unscaled)
+    distance = _column(catalogue, "distance", u.pc)
+    tasks = []
+    for i, (name, slug) in enumerate(zip(names, slugs, strict=True)):
+        row = {c: catalogue[c][i] for c in catalogue.colnames}
+        source = None
+        if has_file and not np.ma.is_masked(row["file"]) and str(row["file"]):
+            source = str(row["file"])
+        elif stars is not None:
+            try:
+                source = stars.format(**{k: _plain(v) for k, v in row.items()})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise InputError(
+                    f"stars template {stars!r} does not fit the catalogue: {exc}"
+                ) from None
+        task = {"name": name, "slug": slug, "file": source}
+        task.update({c: float(v[i]) for c, v in angles.items()})
+        task.update({c: float(v[i]) for c, v in motion.items()})
+        task["epoch"] = float(epoch[i]) if epoch is not None else math.nan
+        task["distance"] = float(distance[i]) if distance is not None else math.nan
+        tasks.append(task)
+    return tasks
+
+
+def _column(table: Table, name: str, unit) -> np.ndarray | None:
+    """Column ``name`` as floats in ``unit`` (bare numbers taken as ``unit``)."""
+    if name not in table.colnames:
+        return None
+    col = table[name]
+    try:
+        if getattr(col, "unit", None) is not None:
+            values = u.Quantity(col).to_value(unit)
+        else:
+            values = np.asarray(col, dtype=float)
+    except (u.UnitsError, TypeError, ValueError):
+        raise InputError(
+            f"column {name!r} must be numbers in {unit or 'plain numbers'}, "
+            f"not {getattr(col, 'unit', None) or col.dtype}"
+        ) from None
+    mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else False
+    return np.where(mask, np.nan, np.asarray(values, dtype=float))
+
+
+def _plain(value):
+    """A table cell as a plain Python value, for path templates."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe version of a cluster name."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", name).strip("._")
+    if not slug:
+        raise InputError(f"cluster name {name!r} has no usable characters")
+    return slug
+
+
+# ---------------------------------------------------------------------------
+# One cluster
+
+
+_MODELS: dict = {}  # one ClusterDistance per process and settings: its compilations
+
+
+def _model(settings: _Settings, distance: float) -> ClusterDistance:
+    key = settings.key()
+    if key not in _MODELS:
+        _MODELS[key] = ClusterDistance(priors=settings.priors)
+    model = _MODELS[key]
+    model.distance_guess = distance if np.isfinite(distance) else None
+    return model
+
+
+def _load_stars(task: dict, settings: _Settings) -> Table:
+    """The cluster's stars with the zero point applied and the cut made."""
+    if task["file"] is not None:
+        table = read_gaia(task["file"])
+    else:
+        table = query_cone(_centre(task), task["radius"] * u.deg, **settings.query)
+    if len(table) and all(name in table.colnames for name in ZEROPOINT_COLUMNS):
+        table = apply_zeropoint(table, extrapolate=True)
+    if settings.parallax_range is not None and len(table):
+        lo, hi = settings.parallax_range
+        plx = u.Quantity(table["parallax"], u.mas).value
+        table = table[(plx > lo) & (plx < hi)]
+    return table
+
+
+def _centre(task: dict) -> SkyCoord:
+    """The cone's centre, with its proper motion and epoch when given."""
+    has_motion = all(
+        np.isfinite(task.get(c, math.nan)) for c in ("pmra", "pmdec", "epoch")
+    )
+    if not has_motion:
+        return SkyCoord(task["ra"] * u.deg, task["dec"] * u.deg)
+    return SkyCoord(
+        task["ra"] * u.deg,
+        task["dec"] * u.deg,
+        pm_ra_cosdec=task["pmra"] * u.mas / u.yr,
+        pm_dec=task["pmdec"] * u.mas / u.yr,
+        obstime=Time(task["epoch"], format="jyear"),
+    )
+
+
+def _fit_one(task: dict, settings: _Settings) -> tuple[dict, Table | None]:
+    """Fetch and fit one cluster; never raises. Returns its row and members."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            stars = _load_stars(task, settings)
+            fit = _model(settings, task["distance"]).fit(
+                stars,
+                seed=settings.seed,
+                num_warmup=settings.num_warmup,
+                num_samples=settings.num_samples,
+                num_chains=settings.num_chains,
+            )
+        except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
+            return _failed(exc, time.perf_counter() - start), None
+    return _row(fit, len(stars), caught, settings, time.perf_counter() - start)
+
+
+def _failed(exc: BaseException, seconds: float) -> dict:
+    """The row of a cluster whose stars could not be had or fitted."""
+    if isinstance(exc, GaiadistError):
+        message = str(exc)
+    else:  # a bug or an environment problem: keep where it happened
+        where = traceback.extract_tb(exc.__traceback__)[-1:]
+        place = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+        message = f"{type(exc).__name__}: {exc}{place}"
+    return {"status": "failed", "message": message, "seconds": seconds}
+
+
+def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
+    """The survey row of a fitted cluster.
+
+    ``caught`` are the warnings met on the way; the gaiadist ones go into
+    the message, after the fit's own convergence problems.
+    """
+    summary = fit.summary()
+    by_name = {row["parameter"]: row for row in summary}
+    rows = [by_name[k] for k in _POPULATION_ROWS]
+    problems = fit.problems()
+    notes = ["; ".join(problems)] if problems else []
+    for w in caught:
+        text = str(w.message)
+        if (
+            issubclass(w.category, GaiadistWarning)
+            and "may not have converged" not in text
+            and text not in notes
+        ):
+            notes.append(text)
+    p = np.asarray(fit.table["p_member"], dtype=float)
+    out = {
+        "status": "unconverged" if problems else "ok",
+        "message": " | ".join(notes),
+        "n_stars": int(n_stars),
+        "n_used": int(np.count_nonzero(np.isfinite(p))),
+        "D_lo": float(by_name["D"]["hdi_3%"]),
+        "D_hi": float(by_name["D"]["hdi_97%"]),
+        "n_members": int(np.count_nonzero(p > settings.member_threshold)),
+        "sum_p_member": float(np.nansum(p)),
+        "r_hat_max": float(max(r["r_hat"] for r in rows)),
+        "ess_min": float(min(min(r["ess_bulk"], r["ess_tail"]) for r in rows)),
+        "divergences": int(np.count_nonzero(fit.diverging)),
+        "quadrature_check": float(fit.quadrature_check),
+        "seconds": float(seconds),
+    }
+    for k in _POPULATION_ROWS:
+        out[k] = float(by_name[k]["mean"])
+        out[f"{k}_sd"] = float(by_name[k]["sd"])
+    return out, fit.table
+
+
+# ---------------------------------------------------------------------------
+# Execution modes
+
+
+def _run_sequential(todo, settings, finished, **_):
+    for task in todo:
+        finished(task, *_fit_one(task, settings))
+
+
+def _run_processes(todo, settings, finished, *, workers, **_):
+    if not todo:
+        return
+    # Fresh interpreters: JAX's threads do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {pool.submit(_fit_one, task, settings): task for task in todo}
+        for future in as_completed(pending):
+            task = pending[future]
+            try:
+                row, members = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died
+                row, members = _failed(exc, math.nan), None
+            finished(task, row, members)
+
+
+def _run_dask(todo, settings, finished, *, workers, scheduler, **_):
+    try:
+        from distributed import Client, LocalCluster
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise InputError(
+            "mode='dask' needs dask.distributed: pip install 'dask[distributed]'"
+        ) from None
+    if not todo:
+        return
+    own = scheduler is None or isinstance(scheduler, str)
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    elif isinstance(scheduler, str):
+        cluster = None
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as exc:
+            raise GaiadistError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
+            ) from None
+    else:
+        cluster, client = None, scheduler
+    try:
+        pending = {
+            client.submit(_fit_one, task, settings, pure=False): task for task in todo
+        }
+        for future in dask_completed(list(pending)):
+            task = pending[future]
+            try:
+                row, members = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died
+                row, members = _failed(exc, math.nan), None
+            finished(task, row, members)
+    finally:
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _run_batched(todo, settings, finished, *, batch_size, **_):
+    model = _model(settings, math.nan)
+    for first in range(0, len(todo), batch_size):
+        ready = []
+        for task in todo[first : first + batch_size]:
+            start = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    stars = _load_stars(task, settings)
+                    model._prepare(stars, None)  # the errors fit would raise
+                except Exception as exc:  # noqa: BLE001
+                    finished(task, _failed(exc, time.perf_counter() - start), None)
+                    continue
+            ready.append((task, stars, list(caught)))
+        if not ready:
+            continue
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                # Each fit's problems go into its own row through problems().
+                warnings.simplefilter("ignore", GaiadistWarning)
+                fits = model.fit_many(
+                    [stars for _, stars, _ in ready],
+                    distance_guess=[task["distance"] for task, _, _ in ready] * u.pc,
+                    seed=settings.seed,
+                    num_warmup=settings.num_warmup,
+                    num_samples=settings.num_samples,
+                    num_chains=settings.num_chains,
+                )
+        except Exception:  # noqa: BLE001 - fall back to one at a time
+            for task, _, _ in ready:
+                finished(task, *_fit_one(task, settings))
+            continue
+        seconds = (time.perf_counter() - start) / len(ready)
+        for (task, stars, caught), fit in zip(ready, fits, strict=True):
+            finished(task, *_row(fit, len(stars), caught, settings, seconds))
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints and the result table
+
+
+def _load_checkpoint(folder: Path, slug: str, settings: _Settings) -> dict | None:
+    """A finished cluster's row, if it was fitted with these settings."""
+    path = folder / "results" / f"{slug}.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("settings") != settings.key():
+        return None
+    row = saved.get("row", {})
+    if row.get("status") == "failed":
+        return None
+    if row.get("members_file") and not (folder / row["members_file"]).exists():
+        return None
+    return row
+
+
+def _save_checkpoint(folder: Path, slug: str, settings: _Settings, row: dict):
+    path = folder / "results" / f"{slug}.json"
+    text = json.dumps({"settings": settings.key(), "row": row}, default=str)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_atomic(table: Table, path: Path) -> None:
+    """Write ``table`` to ``path`` whole or not at all."""
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    write_table(table, tmp, overwrite=True)
+    os.replace(tmp, path)
+
+
+def _result_table(catalogue: Table, tasks: list[dict], results: dict) -> QTable:
+    out = QTable(catalogue, copy=True)
+    rows = [results.get(task["slug"], {}) for task in tasks]
+    for name, unit in RESULT_COLUMNS.items():
+        values = [row.get(name) for row in rows]
+        if name in ("status", "message", "members_file"):
+            col = np.array([v if v is not None else "" for v in values], dtype=str)
+        elif name in ("n_stars", "n_used", "n_members", "divergences"):
+            col = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+        else:
+            col = np.array([math.nan if v is None else v for v in values], float)
+        out[name] = col * unit if unit is not None else col
+    return out
