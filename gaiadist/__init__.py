@@ -7,6 +7,7 @@ Public names:
 - `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
 - `StarDistance`: posterior distance of every star under a distance prior.
 - `ClusterDistance`: distance, size and members of a star cluster.
+- `survey`: `ClusterDistance` over a catalogue of clusters, locally or on Dask.
 - `EDSD`, `GeneralizedGamma`: distance priors as NumPyro distributions.
 """
 
@@ -16,6 +17,7 @@ from .exceptions import GaiadistError, GaiadistWarning, InputError, ServiceError
 from .priors import EDSD, GeneralizedGamma
 from .query import query_cone
 from .stars import DistanceFlag, StarDistance
+from .surveys import survey
 from .zeropoint import apply_zeropoint
 
 try:
@@ -37,4 +39,5 @@ __all__ = [
     "apply_zeropoint",
     "query_cone",
     "read_gaia",
+    "survey",
 ]

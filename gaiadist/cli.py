@@ -16,6 +16,7 @@ from .exceptions import GaiadistError
 from .query import query_cone
 from .simulate import cluster_field
 from .stars import StarDistance
+from .surveys import MODES, survey
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
 
 __all__ = ["main"]
@@ -127,6 +128,45 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
     )
+    surveyp = sub.add_parser(
+        "survey",
+        help="the cluster fit over a catalogue of clusters, resumable",
+        description=(
+            "Fit ClusterDistance to every cluster of a catalogue (name; ra, dec, "
+            "radius to query the archive, or a file column or --stars; optional "
+            "distance, pmra, pmdec, epoch). Writes survey.ecsv, members/ and "
+            "checkpoints to the output folder; a re-run skips finished clusters."
+        ),
+    )
+    surveyp.add_argument("input", help="cluster catalogue (FITS, ECSV, CSV, ...)")
+    surveyp.add_argument(
+        "-o", "--output", default="survey", help="output folder (default: survey)"
+    )
+    surveyp.add_argument(
+        "--stars",
+        metavar="TEMPLATE",
+        help="star files instead of cone searches, e.g. 'cones/{name}.fits'",
+    )
+    surveyp.add_argument("--mode", choices=list(MODES), default="sequential")
+    surveyp.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    surveyp.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (--mode dask)"
+    )
+    surveyp.add_argument(
+        "--batch-size", type=int, default=8, help="clusters per program (batched)"
+    )
+    surveyp.add_argument(
+        "--parallax-range",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        help="keep stars with MIN < parallax < MAX (mas); default: all",
+    )
+    surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
+    surveyp.add_argument("--seed", type=int, default=0)
+    surveyp.add_argument("--num-warmup", type=int, default=300)
+    surveyp.add_argument("--num-samples", type=int, default=1000)
+    surveyp.add_argument("--num-chains", type=int, default=2)
     zeropoint = sub.add_parser(
         "zeropoint",
         help="add the Lindegren et al. (2021) parallax zero point to a table",
@@ -173,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster": _cluster,
         "zeropoint": _zeropoint_command,
         "demo": _demo,
+        "survey": _survey,
     }[args.command]
     try:
         return run(args)
@@ -361,6 +402,43 @@ def _save_figures(figures: dict) -> None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     _say(f"wrote {', '.join(str(path) for path in figures)}")
+
+
+def _survey(args: argparse.Namespace) -> int:
+    catalogue = read_table(args.input)
+    _say(f"read {len(catalogue)} clusters from {args.input}")
+    out = survey(
+        catalogue,
+        args.output,
+        stars=args.stars,
+        mode=args.mode,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        batch_size=args.batch_size,
+        parallax_range=args.parallax_range,
+        seed=args.seed,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        query={"tap_url": args.tap_url} if args.tap_url else None,
+        progress=False if args.quiet else None,
+    )
+    view = out["name", "status", "D", "D_sd", "approx_size", "Q", "n_members"]
+    view["r_hat_max"] = out["r_hat_max"]
+    for name in ("D", "D_sd", "approx_size", "Q"):
+        view[name].info.format = ".4g"
+    view["r_hat_max"].info.format = ".3f"
+    _say(view)
+    status = list(out["status"])
+    fitted = len(status) - status.count("failed")
+    _say(
+        f"{fitted} fitted, {status.count('failed')} failed, "
+        f"{status.count('unconverged')} of the fitted with convergence warnings"
+    )
+    for row in out[out["status"] == "failed"]:
+        _say(f"  {row['name']}: {row['message']}")
+    _say(f"wrote {Path(args.output) / 'survey.ecsv'} and members/ there")
+    return 0
 
 
 def _formatted(summary):
