@@ -21,6 +21,11 @@ Modes of execution:
 - ``"dask"``: a Dask distributed cluster, an existing one (``scheduler``: its
   address or a `distributed.Client`) or a `distributed.LocalCluster` started
   for the survey. Workers need gaiadist installed.
+
+Worker processes (``"processes"`` and ``"dask"``) keep JAX's persistent
+compilation cache in ``output/jax_cache``: a program compiled by one worker
+is loaded, not compiled again, by the others and by a resumed survey. The
+process that calls `survey` is left with JAX's settings as they were.
 - ``"batched"``: ``batch_size`` clusters at a time in one compiled program
   (`ClusterDistance.fit_many`), for GPUs.
 """
@@ -143,7 +148,8 @@ def survey(
     output : path
         Folder for the results: ``survey.ecsv`` (one row per cluster),
         ``members/NAME.fits`` (every star of each cluster with ``p_member``,
-        ``r_med``, ``r_lo``, ``r_hi``) and the checkpoints ``results/NAME.json``.
+        ``r_med``, ``r_lo``, ``r_hi``), the checkpoints ``results/NAME.json``
+        and, for worker processes, ``jax_cache/``.
     stars : str, optional
         Where each cluster's stars come from when it has no ``file``: a path
         template filled from the row, such as ``"cones/{name}.fits"`` (any
@@ -260,6 +266,7 @@ def survey(
             workers=int(workers),
             scheduler=scheduler,
             batch_size=int(batch_size),
+            cache_dir=str((folder / "jax_cache").resolve()),
         )
     finally:
         bar.close()
@@ -405,8 +412,16 @@ def _centre(task: dict) -> SkyCoord:
     )
 
 
-def _fit_one(task: dict, settings: _Settings) -> tuple[dict, Table | None]:
-    """Fetch and fit one cluster; never raises. Returns its row and members."""
+def _fit_one(
+    task: dict, settings: _Settings, cache_dir: str | None = None
+) -> tuple[dict, Table | None]:
+    """Fetch and fit one cluster; never raises. Returns its row and members.
+
+    ``cache_dir``, given in worker processes only, turns on JAX's persistent
+    compilation cache there.
+    """
+    if cache_dir is not None:
+        _use_compilation_cache(cache_dir)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -422,6 +437,17 @@ def _fit_one(task: dict, settings: _Settings) -> tuple[dict, Table | None]:
         except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
             return _failed(exc, time.perf_counter() - start), None
     return _row(fit, len(stars), caught, settings, time.perf_counter() - start)
+
+
+def _use_compilation_cache(cache_dir: str) -> None:
+    """Keep this process's compiled programs in ``cache_dir`` (once per process)."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        # The sampler and mode search take seconds to compile; tiny helper
+        # programs are not worth a file each.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _failed(exc: BaseException, seconds: float) -> dict:
@@ -485,13 +511,15 @@ def _run_sequential(todo, settings, finished, **_):
         finished(task, *_fit_one(task, settings))
 
 
-def _run_processes(todo, settings, finished, *, workers, **_):
+def _run_processes(todo, settings, finished, *, workers, cache_dir, **_):
     if not todo:
         return
     # Fresh interpreters: JAX's threads do not survive a fork.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(_fit_one, task, settings): task for task in todo}
+        pending = {
+            pool.submit(_fit_one, task, settings, cache_dir): task for task in todo
+        }
         for future in as_completed(pending):
             task = pending[future]
             try:
@@ -501,7 +529,7 @@ def _run_processes(todo, settings, finished, *, workers, **_):
             finished(task, row, members)
 
 
-def _run_dask(todo, settings, finished, *, workers, scheduler, **_):
+def _run_dask(todo, settings, finished, *, workers, scheduler, cache_dir, **_):
     try:
         from distributed import Client, LocalCluster
         from distributed import as_completed as dask_completed
@@ -532,7 +560,8 @@ def _run_dask(todo, settings, finished, *, workers, scheduler, **_):
         cluster, client = None, scheduler
     try:
         pending = {
-            client.submit(_fit_one, task, settings, pure=False): task for task in todo
+            client.submit(_fit_one, task, settings, cache_dir, pure=False): task
+            for task in todo
         }
         for future in dask_completed(list(pending)):
             task = pending[future]
