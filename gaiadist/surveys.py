@@ -246,8 +246,11 @@ def survey(
         row["members_file"] = ""
         if members is not None:
             path = folder / "members" / f"{task['slug']}.fits"
-            _write_atomic(members, path)
-            row["members_file"] = str(Path("members") / path.name)
+            try:
+                _write_atomic(members, path)
+                row["members_file"] = str(Path("members") / path.name)
+            except (GaiadistError, OSError) as exc:
+                row.update(status="failed", message=f"writing {path}: {exc}")
         _save_checkpoint(folder, task["slug"], settings, row)
         results[task["slug"]] = row
         bar.update(1)
@@ -385,6 +388,11 @@ def _load_stars(task: dict, settings: _Settings) -> Table:
     """The cluster's stars with the zero point applied and the cut made."""
     if task["file"] is not None:
         table = read_gaia(task["file"])
+    elif "radius" not in task:
+        raise InputError(
+            "no star file for this cluster, and the catalogue has no ra, dec, "
+            "radius to query"
+        )
     else:
         table = query_cone(_centre(task), task["radius"] * u.deg, **settings.query)
     if len(table) and all(name in table.colnames for name in ZEROPOINT_COLUMNS):
