@@ -230,3 +230,11 @@ def test_survey_queries_the_archive_and_survives_an_empty_cone(tmp_path):
     assert out["status"][1] == "failed" and "table is empty" in out["message"][1]
     assert out["status"][0] in ("ok", "unconverged")
     assert abs(out["D"][0] - 837 * u.pc) < 3 * out["D_sd"][0] + 3 * u.pc
+
+
+def test_row_without_stars_or_position_fails_alone(tmp_path):
+    table = Table({"name": ["A", "B"], "file": ["", str(tmp_path / "none.fits")]})
+    out = survey(table, tmp_path / "out")
+    assert list(out["status"]) == ["failed", "failed"]
+    assert "no ra, dec, radius to query" in out["message"][0]
+    assert "none.fits" in out["message"][1]
