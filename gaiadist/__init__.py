@@ -8,9 +8,11 @@ Public names:
 - `StarDistance`: posterior distance of every star under a distance prior.
 - `ClusterDistance`: distance, size and members of a star cluster.
 - `survey`: `ClusterDistance` over a catalogue of clusters, locally or on Dask.
+- `bulk_star_distances`: `StarDistance` over many large files, to Parquet.
 - `EDSD`, `GeneralizedGamma`: distance priors as NumPyro distributions.
 """
 
+from .bulk import bulk_star_distances
 from .cluster import ClusterDistance, ClusterFit
 from .columns import read_gaia
 from .exceptions import GaiadistError, GaiadistWarning, InputError, ServiceError
@@ -37,6 +39,7 @@ __all__ = [
     "ServiceError",
     "StarDistance",
     "apply_zeropoint",
+    "bulk_star_distances",
     "query_cone",
     "read_gaia",
     "survey",

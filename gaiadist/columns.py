@@ -14,6 +14,7 @@ from .exceptions import InputError
 __all__ = [
     "GAIA_UNITS",
     "column_values",
+    "gaia_conventions",
     "quantity_values",
     "read_gaia",
     "read_table",
@@ -89,6 +90,20 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
         raise InputError(f"cannot read {name!r}: {exc}") from None
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"cannot read a table from {name!r}: {exc}") from None
+    table = gaia_conventions(table, name)
+    if len(table) == 0:
+        raise InputError(f"{name!r} holds no rows: there are no sources to use")
+    return table
+
+
+def gaia_conventions(table: Table, name: str) -> QTable:
+    """``table`` with lower-case names and archive units, as `read_gaia` gives.
+
+    ``name`` (the file it came from) goes into the error messages. Raises
+    `InputError` for names that differ only in case and for a floating point
+    ``source_id``.
+    """
+    table = QTable(table, copy=False)
     lower = [c.lower() for c in table.colnames]
     if len(set(lower)) != len(lower):
         raise InputError(
@@ -106,8 +121,6 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
             f"source_id in {name!r} holds floating point numbers, which cannot "
             "keep Gaia's 19-digit identifiers exact; write it as a 64-bit integer"
         )
-    if len(table) == 0:
-        raise InputError(f"{name!r} holds no rows: there are no sources to use")
     return table
 
 

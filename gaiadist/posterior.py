@@ -102,7 +102,10 @@ def distance_quantiles(
     )
     probs_arr = jnp.asarray(probs)
     out = np.full((n, len(probs)), np.nan)
-    chunk_size = max(1, min(int(chunk_size), n))
+    # Fewer stars than a chunk: pad to the next power of two, so that inputs
+    # of many sizes (the last chunk of each file in a bulk run) share a few
+    # compilations.
+    chunk_size = max(1, min(int(chunk_size), 1 << max(n - 1, 0).bit_length()))
     bar = tqdm(
         total=n,
         desc="star distances",
