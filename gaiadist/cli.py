@@ -10,6 +10,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 
+from .bulk import bulk_star_distances
 from .cluster import ClusterDistance
 from .columns import read_table, write_table
 from .exceptions import GaiadistError
@@ -167,6 +168,32 @@ def main(argv: list[str] | None = None) -> int:
     surveyp.add_argument("--num-warmup", type=int, default=300)
     surveyp.add_argument("--num-samples", type=int, default=1000)
     surveyp.add_argument("--num-chains", type=int, default=2)
+    bulk = sub.add_parser(
+        "bulk",
+        help="distances of every star in many large files, to Parquet (resumable)",
+        description=(
+            "StarDistance over many files (a folder or a quoted glob such as "
+            "'GaiaSource_*.csv.gz'), chunk by chunk; one Parquet dataset per input "
+            "file under the output folder. A re-run skips finished files."
+        ),
+    )
+    bulk.add_argument("inputs", help="folder, quoted glob pattern, or one file")
+    bulk.add_argument("-o", "--output", required=True, help="output folder")
+    bulk.add_argument("--prior", choices=["edsd", "ggd"], default="edsd")
+    bulk.add_argument(
+        "--length-scale",
+        default="1.35 kpc",
+        help="prior length scale with a unit, or a column name (default: 1.35 kpc)",
+    )
+    bulk.add_argument("--alpha", type=float, help="generalised gamma alpha")
+    bulk.add_argument("--beta", type=float, help="generalised gamma beta")
+    bulk.add_argument(
+        "--no-zeropoint", action="store_true", help="do not apply the zero point"
+    )
+    bulk.add_argument("--columns", help="comma-separated input columns to keep")
+    bulk.add_argument("--chunk-rows", type=int, default=200_000)
+    bulk.add_argument("--workers", type=int, default=1, help="Dask local processes")
+    bulk.add_argument("--scheduler", help="address of a running Dask scheduler")
     zeropoint = sub.add_parser(
         "zeropoint",
         help="add the Lindegren et al. (2021) parallax zero point to a table",
@@ -214,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "zeropoint": _zeropoint_command,
         "demo": _demo,
         "survey": _survey,
+        "bulk": _bulk,
     }[args.command]
     try:
         return run(args)
@@ -439,6 +467,42 @@ def _survey(args: argparse.Namespace) -> int:
         _say(f"  {row['name']}: {row['message']}")
     _say(f"wrote {Path(args.output) / 'survey.ecsv'} and members/ there")
     return 0
+
+
+def _bulk(args: argparse.Namespace) -> int:
+    try:
+        length_scale = _length_scale(args.length_scale, [])
+    except GaiadistError:  # a column name, looked up in every chunk
+        length_scale = args.length_scale
+    model = StarDistance(
+        prior=args.prior,
+        length_scale=length_scale,
+        alpha=args.alpha,
+        beta=args.beta,
+    )
+    start = time.perf_counter()
+    out = bulk_star_distances(
+        args.inputs,
+        args.output,
+        model=model,
+        zeropoint=not args.no_zeropoint,
+        columns=args.columns.split(",") if args.columns else None,
+        chunk_rows=args.chunk_rows,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=False if args.quiet else None,
+    )
+    elapsed = time.perf_counter() - start
+    status = list(out["status"])
+    rows = int(np.sum(out["rows"][out["status"] == "done"]))
+    _say(
+        f"{status.count('done')} files done ({rows} stars in {elapsed:.1f} s), "
+        f"{status.count('skipped')} finished before, {status.count('failed')} failed"
+    )
+    for row in out[out["status"] == "failed"]:
+        _say(f"  {row['input']}: {row['message']}")
+    _say(f"wrote {args.output}/")
+    return 1 if status.count("failed") else 0
 
 
 def _formatted(summary):

@@ -114,3 +114,16 @@ def test_bulk_refuses_bad_arguments(tmp_path):
         bulk_star_distances([tmp_path / "a.fits"], tmp_path, model="edsd")
     with pytest.raises(InputError, match="different names"):
         bulk_star_distances([tmp_path / "a.fits", tmp_path / "x" / "a.fits"], tmp_path)
+
+
+def test_bulk_command(inputs, tmp_path, capsys):
+    from gaiadist.cli import main
+
+    folder, _ = inputs
+    args = ["bulk", str(folder / "part_*"), "-o", str(tmp_path), "--chunk-rows", "500"]
+    assert main(args) == 1  # part_d cannot be used
+    printed = capsys.readouterr().out
+    assert "3 files done (3000 stars" in printed and "1 failed" in printed
+    assert "part_d.csv: the input table has no column 'parallax'" in printed
+    assert main(args) == 1
+    assert "3 finished before" in capsys.readouterr().out
