@@ -93,10 +93,20 @@ def test_bulk_keeps_chosen_columns(inputs, tmp_path):
     ]
 
 
-def test_bulk_on_a_dask_local_cluster(inputs, tmp_path):
+def test_bulk_on_a_running_dask_cluster(inputs, tmp_path):
+    from distributed import LocalCluster
+
     folder, _ = inputs
     files = [folder / "part_a.parquet", folder / "part_b.csv.gz"]
-    out = bulk_star_distances(files, tmp_path / "dask", chunk_rows=500, workers=2)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        out = bulk_star_distances(
+            files,
+            tmp_path / "dask",
+            chunk_rows=500,
+            scheduler=cluster.scheduler_address,
+        )
     assert list(out["status"]) == ["done", "done"]
     ref = bulk_star_distances(files, tmp_path / "seq", chunk_rows=500)
     for name in ("part_a", "part_b"):
