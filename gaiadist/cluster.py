@@ -240,8 +240,7 @@ class ClusterDistance:
             self._prepare(table, guess)
             for table, guess in zip(tables, guesses, strict=True)
         ]
-        seeds = list(np.broadcast_to(np.asarray(seed, dtype=int), (len(jobs),)))
-        seeds = [int(s) for s in seeds]
+        seeds = [int(s) for s in np.broadcast_to(np.asarray(seed), (len(jobs),))]
         results = self._fit_marginal_many(
             jobs, seeds, num_warmup, num_samples, num_chains
         )

@@ -96,6 +96,14 @@ def test_too_few_usable_stars_is_a_clear_error():
     stars["parallax_error"][5:] = np.nan * u.mas
     with pytest.raises(InputError, match="only 5 of 30 rows"):
         ClusterDistance().fit(stars)
+    with pytest.raises(InputError, match="only 5 of 30 rows"):
+        ClusterDistance().fit_many([_table(30), stars])
+    with pytest.raises(InputError, match="at least one table"):
+        ClusterDistance().fit_many([])
+    with pytest.raises(InputError, match="marginal method only"):
+        ClusterDistance("latent").fit_many([stars])
+    with pytest.raises(InputError, match="one value per table"):
+        ClusterDistance().fit_many([stars], distance_guess=[1, 2] * u.pc)
 
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
