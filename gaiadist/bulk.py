@@ -33,6 +33,7 @@ from pathlib import Path
 import astropy.units as u
 from astropy.table import QTable, Table
 
+from ._dask import dask_client
 from .columns import _CSV_SUFFIXES, gaia_conventions, read_gaia, write_table
 from .exceptions import GaiadistError, GaiadistWarning, InputError
 from .stars import StarDistance
@@ -180,32 +181,9 @@ def _stem(path: Path) -> str:
 
 def _on_dask(jobs, settings, workers, scheduler):
     """Yield ``(input, row)`` as Dask workers finish the files."""
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise InputError(
-            "workers > 1 or a scheduler needs dask.distributed: "
-            "pip install 'dask[distributed]'"
-        ) from None
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-    elif isinstance(scheduler, str):
-        try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as exc:
-            raise GaiadistError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
-            ) from None
-    else:
-        client = scheduler
-    try:
+    with dask_client(workers, scheduler) as client:
+        from distributed import as_completed
+
         futures = {
             client.submit(_process_file, source, target, settings, pure=False): source
             for source, target in jobs
@@ -217,11 +195,6 @@ def _on_dask(jobs, settings, workers, scheduler):
             except Exception as exc:  # noqa: BLE001 - a worker died
                 row = _row(source, "", 0, 0, "failed", str(exc), math.nan)
             yield source, row
-    finally:
-        if client is not scheduler:
-            client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _process_file(source: str, target: str, settings: dict) -> tuple:

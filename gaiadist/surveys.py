@@ -51,6 +51,7 @@ from astropy.table import QTable, Table
 from astropy.time import Time
 from tqdm import tqdm
 
+from ._dask import dask_client
 from .cluster import ClusterDistance
 from .columns import read_gaia, read_table, write_table
 from .exceptions import GaiadistError, GaiadistWarning, InputError
@@ -528,61 +529,30 @@ def _run_processes(todo, settings, finished, *, workers, cache_dir, **_):
         pending = {
             pool.submit(_fit_one, task, settings, cache_dir): task for task in todo
         }
-        for future in as_completed(pending):
-            task = pending[future]
-            try:
-                row, members = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker died
-                row, members = _failed(exc, math.nan), None
-            finished(task, row, members)
+        _collect(pending, as_completed, finished)
 
 
 def _run_dask(todo, settings, finished, *, workers, scheduler, cache_dir, **_):
-    try:
-        from distributed import Client, LocalCluster
-        from distributed import as_completed as dask_completed
-    except ImportError:
-        raise InputError(
-            "mode='dask' needs dask.distributed: pip install 'dask[distributed]'"
-        ) from None
     if not todo:
         return
-    own = scheduler is None or isinstance(scheduler, str)
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        client = Client(cluster)
-    elif isinstance(scheduler, str):
-        cluster = None
-        try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as exc:
-            raise GaiadistError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}"
-            ) from None
-    else:
-        cluster, client = None, scheduler
-    try:
+    with dask_client(workers, scheduler) as client:
+        from distributed import as_completed as dask_completed
+
         pending = {
             client.submit(_fit_one, task, settings, cache_dir, pure=False): task
             for task in todo
         }
-        for future in dask_completed(list(pending)):
-            task = pending[future]
-            try:
-                row, members = future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker died
-                row, members = _failed(exc, math.nan), None
-            finished(task, row, members)
-    finally:
-        if own:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        _collect(pending, dask_completed, finished)
+
+
+def _collect(pending: dict, completed, finished) -> None:
+    """Hand each finished future's row on; a dead worker fails its cluster only."""
+    for future in completed(list(pending)):
+        try:
+            row, members = future.result()
+        except Exception as exc:  # noqa: BLE001 - a worker died
+            row, members = _failed(exc, math.nan), None
+        finished(pending[future], row, members)
 
 
 def _run_batched(todo, settings, finished, *, batch_size, **_):
