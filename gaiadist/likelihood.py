@@ -148,8 +148,7 @@ class EDSDLogPrior:
 
     def logpdf(self, u):
         """Log density of ``u``."""
-        v = u - self.log_l
-        return 3.0 * v - jnp.exp(v) - math.log(2.0)
+        return self.logpdf_at(u - self.mode)
 
     def logpdf_at(self, d):
         """Log density at ``mode + d``."""
@@ -254,11 +253,13 @@ def quadrature_nodes(plx, err, prior):
 
 def log_integrand(plx, err, prior, u):
     """``ln Normal(plx | 1000 e^-u, err) + ln p(u)``; ``u`` has the star axis first."""
-    w = 1000.0 * jnp.exp(-u)
-    z = (plx - w) / err
-    return (
-        -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI + _with_axes(prior, u.ndim).logpdf(u)
-    )
+    return _log_likelihood(plx, err, u) + _with_axes(prior, u.ndim).logpdf(u)
+
+
+def _log_likelihood(plx, err, u):
+    """``ln Normal(plx | 1000 e^-u, err)``."""
+    z = (plx - 1000.0 * jnp.exp(-u)) / err
+    return -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI
 
 
 def _log_integrand_at(plx, err, prior, offsets):
@@ -272,13 +273,8 @@ def _log_integrand_at(plx, err, prior, offsets):
     prior = _with_axes(prior, offsets.ndim)
     mode = prior.mode
     fixed = jax.lax.stop_gradient(mode)
-    w = 1000.0 * jnp.exp(-(fixed + offsets))
-    z = (plx - w) / err
-    return (
-        -0.5 * z * z
-        - jnp.log(err)
-        - _LN_SQRT_2PI
-        + prior.logpdf_at(offsets - (mode - fixed))
+    return _log_likelihood(plx, err, fixed + offsets) + prior.logpdf_at(
+        offsets - (mode - fixed)
     )
 
 
