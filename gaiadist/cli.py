@@ -41,17 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     stars.add_argument(
         "-o", "--output", help="output file (default: INPUT stem + _distances.ecsv)"
     )
-    stars.add_argument("--prior", choices=["edsd", "ggd"], default="edsd")
-    stars.add_argument(
-        "--length-scale",
-        default="1.35 kpc",
-        help="prior length scale with a unit, or a column name (default: 1.35 kpc)",
-    )
-    stars.add_argument("--alpha", type=float, help="generalised gamma alpha")
-    stars.add_argument("--beta", type=float, help="generalised gamma beta")
-    stars.add_argument(
-        "--no-zeropoint", action="store_true", help="do not apply the zero point"
-    )
+    _add_prior_options(stars)
     stars.add_argument(
         "--plot", metavar="PNG", help="also draw distance against 1/parallax"
     )
@@ -179,17 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bulk.add_argument("inputs", help="folder, quoted glob pattern, or one file")
     bulk.add_argument("-o", "--output", required=True, help="output folder")
-    bulk.add_argument("--prior", choices=["edsd", "ggd"], default="edsd")
-    bulk.add_argument(
-        "--length-scale",
-        default="1.35 kpc",
-        help="prior length scale with a unit, or a column name (default: 1.35 kpc)",
-    )
-    bulk.add_argument("--alpha", type=float, help="generalised gamma alpha")
-    bulk.add_argument("--beta", type=float, help="generalised gamma beta")
-    bulk.add_argument(
-        "--no-zeropoint", action="store_true", help="do not apply the zero point"
-    )
+    _add_prior_options(bulk)
     bulk.add_argument("--columns", help="comma-separated input columns to keep")
     bulk.add_argument("--chunk-rows", type=int, default=200_000)
     bulk.add_argument("--workers", type=int, default=1, help="Dask local processes")
@@ -313,10 +293,7 @@ def _stars(args: argparse.Namespace) -> int:
     _say(f"read {len(table)} rows from {args.input}")
     table = _zeropoint(table, args.no_zeropoint)
 
-    length_scale = _length_scale(args.length_scale, table.colnames)
-    model = StarDistance(
-        prior=args.prior, length_scale=length_scale, alpha=args.alpha, beta=args.beta
-    )
+    model = _star_model(args, table.colnames)
     start = time.perf_counter()
     # A bar on a terminal, or wherever --progress asks for one; never with -q.
     progress = False if args.quiet else (True if args.progress else None)
@@ -470,16 +447,8 @@ def _survey(args: argparse.Namespace) -> int:
 
 
 def _bulk(args: argparse.Namespace) -> int:
-    try:
-        length_scale = _length_scale(args.length_scale, [])
-    except GaiadistError:  # a column name, looked up in every chunk
-        length_scale = args.length_scale
-    model = StarDistance(
-        prior=args.prior,
-        length_scale=length_scale,
-        alpha=args.alpha,
-        beta=args.beta,
-    )
+    # The files' columns are unknown here: a name is looked up in each chunk.
+    model = _star_model(args, None)
     start = time.perf_counter()
     out = bulk_star_distances(
         args.inputs,
@@ -616,12 +585,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _length_scale(text: str, colnames: list[str]) -> u.Quantity | str:
-    if text in colnames:
+def _add_prior_options(parser: argparse.ArgumentParser) -> None:
+    """The distance prior and zero point options of ``stars`` and ``bulk``."""
+    parser.add_argument("--prior", choices=["edsd", "ggd"], default="edsd")
+    parser.add_argument(
+        "--length-scale",
+        default="1.35 kpc",
+        help="prior length scale with a unit, or a column name (default: 1.35 kpc)",
+    )
+    parser.add_argument("--alpha", type=float, help="generalised gamma alpha")
+    parser.add_argument("--beta", type=float, help="generalised gamma beta")
+    parser.add_argument(
+        "--no-zeropoint", action="store_true", help="do not apply the zero point"
+    )
+
+
+def _star_model(args: argparse.Namespace, colnames: list[str] | None) -> StarDistance:
+    """The `StarDistance` the prior options ask for.
+
+    ``colnames`` are the table's columns, or None where they are not known
+    yet; then a length scale that is not a length is taken as a column name.
+    """
+    return StarDistance(
+        prior=args.prior,
+        length_scale=_length_scale(args.length_scale, colnames),
+        alpha=args.alpha,
+        beta=args.beta,
+    )
+
+
+def _length_scale(text: str, colnames: list[str] | None) -> u.Quantity | str:
+    if colnames is not None and text in colnames:
         return text
     try:
         value = u.Quantity(text)
     except (TypeError, ValueError):
+        if colnames is None:
+            return text
         raise GaiadistError(
             f"--length-scale {text!r} is neither a length such as '1.35 kpc' nor "
             "a column of the table"
