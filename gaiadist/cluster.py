@@ -34,13 +34,14 @@ from .exceptions import GaiadistWarning, InputError
 from .likelihood import _LN_SQRT_2PI
 from .marginal import (
     POPULATION,
+    ProgressBar,
     best_mode,
     laplace,
     nuts_program,
     pad,
     padded_size,
+    run_chains,
     star_results,
-    star_results_many,
     to_parameters,
     whitening,
 )
@@ -197,8 +198,9 @@ class ClusterDistance:
         """Fit several clusters at once, in one compiled program.
 
         Every cluster's stars are padded to the size of the largest and the
-        marginal method's steps (mode search, NUTS, per-star results) run
-        vectorised over the clusters (`jax.vmap`). On a GPU this fits a batch
+        marginal method's mode search and NUTS run vectorised over the
+        clusters (`jax.vmap`); the per-star results then go through the same
+        program as for `fit`, cluster by cluster. On a GPU this fits a batch
         of clusters in about the time of one; on a CPU it is no faster than
         fitting them one by one, and every cluster waits for the slowest.
 
@@ -345,29 +347,21 @@ class ClusterDistance:
             *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
             starts[0],
         )
-        run = self._compiled(
-            "nuts", dtype, num_warmup, num_samples, num_chains, progress
-        )
-        z, diverging = run(
-            jax.random.PRNGKey(seed),
+        run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
+        z, diverging = run_chains(
+            run,
+            jax.random.split(jax.random.PRNGKey(seed), num_chains),
             jnp.asarray(_z0(seed, num_chains), dtype),
             *data,
             jnp.asarray(centre, dtype),
             jnp.asarray(chol, dtype),
+            progress=bar,
         )
-        z = np.asarray(z)
         seconds = time.perf_counter() - start  # JAX is asynchronous until here
         by_chain = to_parameters(z, centre, chol, self.priors)
         theta = self._draws_for_stars(by_chain, seed)
-        p_member, quantiles, check = star_results(*data, jnp.asarray(theta, dtype))
-        return (
-            by_chain,
-            np.asarray(diverging),
-            seconds,
-            p_member[:n],
-            quantiles[:n],
-            check,
-        )
+        p_member, quantiles, check = star_results(plx, err, jnp.asarray(theta, dtype))
+        return by_chain, diverging, seconds, p_member, quantiles, check
 
     def _fit_marginal_many(self, jobs, seeds, num_warmup, num_samples, num_chains):
         """`_fit_marginal` for several clusters, vectorised over them."""
@@ -398,11 +392,11 @@ class ClusterDistance:
         ]
         centres = jnp.asarray(np.stack([m[0] for m in maps]), dtype)
         chols = jnp.asarray(np.stack([m[1] for m in maps]), dtype)
-        run = self._compiled(
-            "nuts_many", dtype, num_warmup, num_samples, num_chains, False
-        )
+        run = self._compiled("nuts_many", dtype, num_warmup, num_samples)
         z, diverging = run(
-            jnp.stack([jax.random.PRNGKey(s) for s in seeds]),
+            jnp.stack(
+                [jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds]
+            ),
             jnp.asarray(np.stack([_z0(s, num_chains) for s in seeds]), dtype),
             *data,
             centres,
@@ -416,10 +410,18 @@ class ClusterDistance:
         theta = np.stack(
             [self._draws_for_stars(b, s) for b, s in zip(by_chain, seeds, strict=True)]
         )
-        per_star = star_results_many(*data, jnp.asarray(theta, dtype))
         return [
-            (by_chain[i], diverging[i], seconds, p[:n], q[:n], check)
-            for i, (n, (p, q, check)) in enumerate(zip(sizes, per_star, strict=True))
+            (
+                by_chain[i],
+                diverging[i],
+                seconds,
+                *star_results(
+                    job.plx[job.usable],
+                    job.err[job.usable],
+                    jnp.asarray(theta[i], dtype),
+                ),
+            )
+            for i, job in enumerate(jobs)
         ]
 
     def _starts(self, init: dict) -> np.ndarray:
@@ -482,7 +484,8 @@ class ClusterDistance:
     def _compiled(self, kind, dtype, *settings):
         """The jitted Laplace step or sampler, kept for later fits.
 
-        The ``"_many"`` kinds are the same functions vectorised over a leading
+        ``"nuts"`` gives the sampler with its progress bar (or None). The
+        ``"_many"`` kinds are the same functions vectorised over a leading
         cluster axis of every argument.
         """
         key = (kind, np.dtype(dtype).name, *settings)
@@ -497,7 +500,12 @@ class ClusterDistance:
             elif kind == "laplace_many":
                 self._cache[key] = jax.jit(jax.vmap(mode_search))
             elif kind == "nuts":
-                self._cache[key] = nuts_program(priors, *settings)
+                num_warmup, num_samples, progress = settings
+                bar = ProgressBar(num_warmup + num_samples) if progress else None
+                self._cache[key] = (
+                    nuts_program(priors, num_warmup, num_samples, bar),
+                    bar,
+                )
             else:
                 self._cache[key] = jax.jit(jax.vmap(nuts_program(priors, *settings)))
         return self._cache[key]

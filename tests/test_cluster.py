@@ -8,6 +8,7 @@ import pytest
 from astropy.table import QTable, Table
 
 from gaiadist import ClusterDistance, GaiadistWarning, InputError, apply_zeropoint
+from gaiadist.marginal import _star_chunk_results
 from gaiadist.simulate import cluster_field
 
 # The published posterior (2 chains x 4000 draws of the tutorial's latent model).
@@ -189,11 +190,15 @@ def test_second_fit_of_same_size_does_not_recompile(shared_model):
     first = _simulated(900, 10, 0.3, 400, 5)
     second = _simulated(600, 8, 0.4, 500, 6)
     shared_model.fit(first, num_warmup=100, num_samples=100)
-    (run,) = (
+    ((run, _),) = (
         f for k, f in shared_model._cache.items() if k[0] == "nuts" and k[2] == 100
     )
+    per_star = _star_chunk_results._cache_size()
     shared_model.fit(second, num_warmup=100, num_samples=100)
     assert run._cache_size() == 1
+    # The per-star results compile once for every size (fixed star chunks).
+    shared_model.fit(second[:1500], num_warmup=100, num_samples=100)
+    assert _star_chunk_results._cache_size() == per_star
 
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
@@ -202,7 +207,11 @@ def test_field_without_cluster_gives_small_q(shared_model):
     fit = shared_model.fit(stars)
     row = fit.summary()[3]
     assert row["parameter"] == "Q"
-    assert row["hdi_97%"] < 0.3
+    # Without a cluster the chains need not agree on where the empty cluster
+    # component sits (fit warns), so the upper end of Q's interval is noisy:
+    # over seeds 0-3 it ranged 0.17-0.35 while the mean stayed at 0.06-0.09.
+    assert row["mean"] < 0.15
+    assert row["hdi_97%"] < 0.4
     assert np.nanmean(fit.table["p_member"]) < 0.15
     assert abs(np.mean(fit.samples["L"]) - 400) < 4 * np.std(fit.samples["L"])
 
