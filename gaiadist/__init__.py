@@ -10,11 +10,13 @@ Public names:
 - `survey`: `ClusterDistance` over a catalogue of clusters, locally or on Dask.
 - `bulk_star_distances`: `StarDistance` over many large files, to Parquet.
 - `EDSD`, `GeneralizedGamma`: distance priors as NumPyro distributions.
+- `use_compilation_cache`: keep compiled programs on disk for later processes.
 """
 
 from .bulk import bulk_star_distances
 from .cluster import ClusterDistance, ClusterFit
 from .columns import read_gaia
+from .compilation import use_compilation_cache
 from .exceptions import GaiadistError, GaiadistWarning, InputError, ServiceError
 from .priors import EDSD, GeneralizedGamma
 from .query import query_cone
@@ -43,4 +45,5 @@ __all__ = [
     "query_cone",
     "read_gaia",
     "survey",
+    "use_compilation_cache",
 ]

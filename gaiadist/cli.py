@@ -13,6 +13,7 @@ import numpy as np
 from .bulk import bulk_star_distances
 from .cluster import ClusterDistance
 from .columns import read_table, write_table
+from .compilation import default_compilation_cache, use_compilation_cache
 from .exceptions import GaiadistError
 from .query import query_cone
 from .simulate import cluster_field
@@ -212,8 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but errors"
     )
+    parser.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help=(
+            "folder where compiled programs are kept for later runs "
+            f"(default: {default_compilation_cache()})"
+        ),
+    )
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile everything afresh and keep nothing on disk",
+    )
     args = parser.parse_args(argv)
     _QUIET[0] = args.quiet
+    if not args.no_compile_cache:
+        use_compilation_cache(args.compile_cache)
     run = {
         "stars": _stars,
         "query": _query,

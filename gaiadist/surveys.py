@@ -54,6 +54,7 @@ from tqdm import tqdm
 from ._dask import dask_client
 from .cluster import ClusterDistance
 from .columns import read_gaia, read_table, write_table
+from .compilation import use_compilation_cache
 from .exceptions import GaiadistError, GaiadistWarning, InputError
 from .query import query_cone
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
@@ -430,7 +431,7 @@ def _fit_one(
     compilation cache there.
     """
     if cache_dir is not None:
-        _use_compilation_cache(cache_dir)
+        use_compilation_cache(cache_dir)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -446,17 +447,6 @@ def _fit_one(
         except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
             return _failed(exc, time.perf_counter() - start), None
     return _row(fit, len(stars), caught, settings, time.perf_counter() - start)
-
-
-def _use_compilation_cache(cache_dir: str) -> None:
-    """Keep this process's compiled programs in ``cache_dir`` (once per process)."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is None:
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        # The sampler and mode search take seconds to compile; tiny helper
-        # programs are not worth a file each.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _failed(exc: BaseException, seconds: float) -> dict:

@@ -1,3 +1,5 @@
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,23 @@ M67_PATH = (
     / "data"
     / ("m67_gaiadr3.fits.gz")
 )
+
+
+def pytest_configure(config):
+    """Give this run's JAX a compilation cache folder of its own.
+
+    The ``gaiadist`` command turns JAX's persistent compilation cache on, in
+    ``~/.gaiadist/cache/jax`` unless the process already has a folder; the
+    CLI tests run it in this process, which must not write to the home folder.
+    """
+    import jax
+
+    config._gaiadist_jax_cache = tempfile.mkdtemp(prefix="gaiadist-test-jax-")
+    jax.config.update("jax_compilation_cache_dir", config._gaiadist_jax_cache)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_gaiadist_jax_cache", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

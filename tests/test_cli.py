@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,50 @@ def test_quiet_prints_nothing_but_keeps_payload_and_errors(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("SELECT ")
     assert main(["-q", "stars", str(path), "-o", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_compile_cache_keeps_the_programs_for_later_runs(tmp_path):
+    """The command keeps its compiled programs in --compile-cache (a new process)."""
+    import subprocess
+    import sys
+
+    import astropy.units as u
+
+    from gaiadist.simulate import cluster_field
+
+    path = tmp_path / "field.ecsv"
+    cluster_field(400, distance=300 * u.pc, size=3 * u.pc, seed=1).write(path)
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "gaiadist", "-q", "--compile-cache", str(cache)]
+    options = ["--num-warmup", "50", "--num-samples", "50", "--overwrite"]
+    run = subprocess.run(
+        [*command, "cluster", str(path), "-o", str(tmp_path / "m.ecsv"), *options],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    # The mode search, the sampler and the per-star results.
+    assert names == ["jit__star_chunk_results", "jit_mode_search", "jit_run"]
+    # --no-compile-cache keeps nothing.
+    other = tmp_path / "other"
+    command = [sys.executable, "-m", "gaiadist", "-q", "--no-compile-cache"]
+    run = subprocess.run(
+        [*command, "--compile-cache", str(other), "cluster", str(path), *options],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert not other.exists()
+
+
+def test_use_compilation_cache_keeps_a_folder_already_set(tmp_path):
+    import jax
+
+    from gaiadist import use_compilation_cache
+
+    # conftest gave this process a folder; a second one is not taken.
+    before = jax.config.jax_compilation_cache_dir
+    assert use_compilation_cache(tmp_path / "mine") == Path(before)
+    assert jax.config.jax_compilation_cache_dir == before
+    assert not (tmp_path / "mine").exists()
