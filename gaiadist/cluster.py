@@ -36,6 +36,7 @@ from .marginal import (
     POPULATION,
     ProgressBar,
     best_mode,
+    compile_ahead,
     laplace,
     nuts_program,
     pad,
@@ -340,27 +341,33 @@ class ClusterDistance:
         data = _padded(plx, err, padded_size(n), dtype)
         starts = self._starts(init)
         start = time.perf_counter()
+        run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
+        keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
+        z0 = _z0(seed, num_chains).astype(dtype)
+        num_draws = min(self.num_draws, num_chains * num_samples)
+        # The sampler and the per-star program compile during the mode search.
+        ahead = compile_ahead(run, keys, z0, data, num_draws)
         modes, log_p, hessians = self._compiled("laplace", dtype)(
-            jnp.asarray(starts, dtype), *data
+            starts.astype(dtype), *data
         )
         centre, chol = whitening(
             *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
             starts[0],
         )
-        run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
+        ahead.result()
         z, diverging = run_chains(
             run,
-            jax.random.split(jax.random.PRNGKey(seed), num_chains),
-            jnp.asarray(_z0(seed, num_chains), dtype),
+            keys,
+            z0,
             *data,
-            jnp.asarray(centre, dtype),
-            jnp.asarray(chol, dtype),
+            centre.astype(dtype),
+            chol.astype(dtype),
             progress=bar,
         )
         seconds = time.perf_counter() - start  # JAX is asynchronous until here
         by_chain = to_parameters(z, centre, chol, self.priors)
         theta = self._draws_for_stars(by_chain, seed)
-        p_member, quantiles, check = star_results(plx, err, jnp.asarray(theta, dtype))
+        p_member, quantiles, check = star_results(plx, err, theta.astype(dtype))
         return by_chain, diverging, seconds, p_member, quantiles, check
 
     def _fit_marginal_many(self, jobs, seeds, num_warmup, num_samples, num_chains):
@@ -730,9 +737,9 @@ def _padded(plx, err, size, dtype):
     """Parallaxes, errors and weights (0 on padding) as arrays of ``size``."""
     n = plx.shape[0]
     return (
-        jnp.asarray(pad(plx, size, 1.0), dtype),
-        jnp.asarray(pad(err, size, 0.1), dtype),
-        jnp.asarray(pad(np.ones(n), size, 0.0), dtype),
+        pad(plx, size, 1.0).astype(dtype),
+        pad(err, size, 0.1).astype(dtype),
+        pad(np.ones(n), size, 0.0).astype(dtype),
     )
 
 
