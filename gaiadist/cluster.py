@@ -36,7 +36,6 @@ from .marginal import (
     POPULATION,
     ProgressBar,
     best_mode,
-    compile_ahead,
     laplace,
     nuts_program,
     pad,
@@ -344,9 +343,6 @@ class ClusterDistance:
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
         z0 = _z0(seed, num_chains).astype(dtype)
-        num_draws = min(self.num_draws, num_chains * num_samples)
-        # The sampler and the per-star program compile during the mode search.
-        ahead = compile_ahead(run, keys, z0, data, num_draws)
         modes, log_p, hessians = self._compiled("laplace", dtype)(
             starts.astype(dtype), *data
         )
@@ -354,7 +350,6 @@ class ClusterDistance:
             *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
             starts[0],
         )
-        ahead.result()
         z, diverging = run_chains(
             run,
             keys,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,6 @@ from .posterior import SIGMA_PROBS
 __all__ = [
     "POPULATION",
     "best_mode",
-    "compile_ahead",
     "laplace",
     "pad",
     "padded_size",
@@ -314,7 +313,7 @@ def run_chains(run, keys, z0, *args, progress=None):
     Returns the draws and divergences as NumPy arrays.
     """
     chains = keys.shape[0]
-    split = _split_chains(chains)
+    split = jax.default_backend() == "cpu" and chains > 1
     if progress is not None:
         progress.open(progress.per_call * (chains if split else 1))
     try:
@@ -331,38 +330,6 @@ def run_chains(run, keys, z0, *args, progress=None):
     finally:
         if progress is not None:
             progress.close()
-
-
-def _split_chains(chains: int) -> bool:
-    """Whether `run_chains` runs the chains one per call."""
-    return jax.default_backend() == "cpu" and chains > 1
-
-
-def compile_ahead(run, keys, z0, data, num_draws) -> Future:
-    """Compile the sampler and the per-star program in a background thread.
-
-    Called before the mode search, whose compilation and run then overlap
-    with these (tracing, in Python, is most of what would otherwise wait).
-    ``data`` are the padded ``(plx, err, weight)``; ``num_draws`` is the
-    number of posterior draws the per-star results will use. Returns a
-    future to wait on before running them.
-    """
-    dtype = data[0].dtype
-    chains = 1 if _split_chains(keys.shape[0]) else keys.shape[0]
-    blocks = -(-num_draws // _DRAW_BLOCK)
-
-    def work():
-        centre, chol = np.zeros(4, dtype), np.eye(4, dtype=dtype)
-        run.lower(keys[:chains], z0[:chains], *data, centre, chol).compile()
-        chunk = np.zeros(star_chunk(), dtype)
-        draws = np.zeros((blocks, _DRAW_BLOCK, 4), dtype)
-        use = np.zeros((blocks, _DRAW_BLOCK), dtype)
-        _star_chunk_results.lower(chunk, chunk, chunk, draws, use).compile()
-
-    pool = ThreadPoolExecutor(1)
-    future = pool.submit(work)
-    pool.shutdown(wait=False)  # the thread ends with its one task
-    return future
 
 
 class ProgressBar:
