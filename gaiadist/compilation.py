@@ -36,7 +36,7 @@ def use_compilation_cache(path: str | Path | None = None) -> Path:
     After this, the first fit of a cluster in a new Python process loads the
     programs compiled by an earlier process (for clusters in the same padded
     size class, on the same machine and JAX version) instead of compiling
-    them: on a 2-core CPU that saves about 10 s of a 20 s fit.
+    them: for M67 (4,300 stars) on a 2-core CPU, 18 s instead of 30 s.
 
     Parameters
     ----------
