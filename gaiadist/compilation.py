@@ -23,9 +23,10 @@ MIN_COMPILE_SECONDS = 0.5
 
 
 def default_compilation_cache() -> Path:
-    """The folder used when none is given: ``~/.gaiadist/cache/jax``.
+    """The folder used when none is given: ``jax`` in gaiadist's cache folder.
 
-    (astropy's cache folder for gaiadist, with ``jax`` appended.)
+    That is astropy's cache folder for gaiadist: ``~/.cache/gaiadist`` with
+    current astropy (``~/.gaiadist/cache`` with older versions).
     """
     return Path(get_cache_dir("gaiadist")) / "jax"
 

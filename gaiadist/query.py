@@ -81,7 +81,7 @@ class Conf(_config.ConfigNamespace):
     cache_dir = _config.ConfigItem(
         "",
         "Folder of cached query results; empty for astropy's cache folder "
-        "for gaiadist (~/.gaiadist/cache/queries by default).",
+        "for gaiadist (~/.cache/gaiadist/queries with current astropy).",
     )
 
 
