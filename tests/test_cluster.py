@@ -244,3 +244,17 @@ def test_latent_membership_matches_scipy_densities():
         expected += cluster / (cluster + field) / 5
     got = _latent_membership({k: v[:, None] for k, v in draws.items()}, r)
     np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_progress_bar_counts_every_chain(capsys):
+    # On a CPU the chains run as separate calls from threads, all ticking one
+    # bar: 2 chains x (50 + 50) iterations; vectorised chains tick it once.
+    import jax
+
+    stars = _simulated(400, 4, 0.3, 400, 8)[:300]
+    ClusterDistance().fit(stars, num_warmup=50, num_samples=50, progress=True)
+    err = capsys.readouterr().err
+    assert "NUTS (marginal)" in err
+    total = 200 if jax.default_backend() == "cpu" else 100
+    assert f"/{total}" in err
