@@ -95,19 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument(
         "-o", "--output", help="output file (default: INPUT stem + _members.ecsv)"
     )
-    cluster.add_argument(
-        "--parallax-range",
-        nargs=2,
-        type=float,
-        metavar=("MIN", "MAX"),
-        help="keep stars with MIN < parallax < MAX (mas), e.g. 0.2 3 for M67",
-    )
     cluster.add_argument("--method", choices=["marginal", "latent"], default="marginal")
     cluster.add_argument("--distance-guess", help="where to start, e.g. '900 pc'")
-    cluster.add_argument("--seed", type=int, default=0)
-    cluster.add_argument("--num-warmup", type=int, default=300)
-    cluster.add_argument("--num-samples", type=int, default=1000)
-    cluster.add_argument("--num-chains", type=int, default=2)
+    _add_fit_options(cluster, "e.g. 0.2 3 for M67")
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
     cluster.add_argument(
         "--plots",
@@ -147,18 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     surveyp.add_argument(
         "--batch-size", type=int, default=8, help="clusters per program (batched)"
     )
-    surveyp.add_argument(
-        "--parallax-range",
-        nargs=2,
-        type=float,
-        metavar=("MIN", "MAX"),
-        help="keep stars with MIN < parallax < MAX (mas); default: all",
-    )
     surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
-    surveyp.add_argument("--seed", type=int, default=0)
-    surveyp.add_argument("--num-warmup", type=int, default=300)
-    surveyp.add_argument("--num-samples", type=int, default=1000)
-    surveyp.add_argument("--num-chains", type=int, default=2)
+    _add_fit_options(surveyp, "default: all")
     bulk = sub.add_parser(
         "bulk",
         help="distances of every star in many large files, to Parquet (resumable)",
@@ -599,6 +579,21 @@ def _demo(args: argparse.Namespace) -> int:
     _save_figures(figures)
     _say(f"{time.perf_counter() - start:.0f} s in all")
     return 0
+
+
+def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:
+    """The star cut and sampler options of ``cluster`` and ``survey``."""
+    parser.add_argument(
+        "--parallax-range",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        help=f"keep stars with MIN < parallax < MAX (mas); {range_note}",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-warmup", type=int, default=300)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--num-chains", type=int, default=2)
 
 
 def _add_prior_options(parser: argparse.ArgumentParser) -> None:
