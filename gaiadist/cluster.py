@@ -38,8 +38,8 @@ from .marginal import (
     best_mode,
     laplace,
     nuts_program,
-    pad,
     padded_size,
+    padded_stars,
     run_chains,
     star_results,
     to_parameters,
@@ -337,7 +337,7 @@ class ClusterDistance:
         """Laplace-whitened NUTS on the population, then the per-star results."""
         n = plx.shape[0]
         dtype = jnp.result_type(float)
-        data = _padded(plx, err, padded_size(n), dtype)
+        data = padded_stars(plx, err, padded_size(n), dtype)
         starts = self._starts(init)
         start = time.perf_counter()
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
@@ -371,10 +371,10 @@ class ClusterDistance:
         sizes = [int(np.count_nonzero(job.usable)) for job in jobs]
         size = padded_size(max(sizes))
         data = [
-            jnp.stack(arrays)
+            np.stack(arrays)
             for arrays in zip(
                 *(
-                    _padded(job.plx[job.usable], job.err[job.usable], size, dtype)
+                    padded_stars(job.plx[job.usable], job.err[job.usable], size, dtype)
                     for job in jobs
                 ),
                 strict=True,
@@ -409,9 +409,6 @@ class ClusterDistance:
         by_chain = [
             to_parameters(z[i], *maps[i], self.priors) for i in range(len(jobs))
         ]
-        theta = np.stack(
-            [self._draws_for_stars(b, s) for b, s in zip(by_chain, seeds, strict=True)]
-        )
         return [
             (
                 by_chain[i],
@@ -420,7 +417,7 @@ class ClusterDistance:
                 *star_results(
                     job.plx[job.usable],
                     job.err[job.usable],
-                    jnp.asarray(theta[i], dtype),
+                    self._draws_for_stars(by_chain[i], seeds[i]).astype(dtype),
                 ),
             )
             for i, job in enumerate(jobs)
@@ -726,16 +723,6 @@ class _Job(NamedTuple):
     flag: np.ndarray
     usable: np.ndarray
     init: dict
-
-
-def _padded(plx, err, size, dtype):
-    """Parallaxes, errors and weights (0 on padding) as arrays of ``size``."""
-    n = plx.shape[0]
-    return (
-        pad(plx, size, 1.0).astype(dtype),
-        pad(err, size, 0.1).astype(dtype),
-        pad(np.ones(n), size, 0.0).astype(dtype),
-    )
 
 
 def _z0(seed: int, num_chains: int) -> np.ndarray:

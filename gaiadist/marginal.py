@@ -47,6 +47,7 @@ __all__ = [
     "best_mode",
     "laplace",
     "pad",
+    "padded_stars",
     "padded_size",
     "star_results",
     "star_chunk",
@@ -82,6 +83,18 @@ def pad(values: np.ndarray, size: int, fill: float) -> np.ndarray:
     out = np.full(size, fill, dtype=float)
     out[: values.shape[0]] = values
     return out
+
+
+def padded_stars(plx, err, size: int, dtype):
+    """Parallaxes, errors and weights (0 on padding) as arrays of ``size``.
+
+    The padding is a harmless star (1 mas, error 0.1 mas) that weighs nothing.
+    """
+    return (
+        pad(np.asarray(plx), size, 1.0).astype(dtype),
+        pad(np.asarray(err), size, 0.1).astype(dtype),
+        pad(np.ones(plx.shape[0]), size, 0.0).astype(dtype),
+    )
 
 
 def _transforms(priors):
@@ -420,16 +433,8 @@ def star_results(plx, err, theta):
     chunks = []
     for first in range(0, n, size):
         part = slice(first, first + size)
-        m = len(plx[part])
-        chunks.append(
-            _star_chunk_results(
-                pad(np.asarray(plx[part]), size, 1.0).astype(dtype),
-                pad(np.asarray(err[part]), size, 0.1).astype(dtype),
-                pad(np.ones(m), size, 0.0).astype(dtype),
-                draws,
-                use,
-            )
-        )
+        stars = padded_stars(plx[part], err[part], size, dtype)
+        chunks.append(_star_chunk_results(*stars, draws, use))
     p_member, grid, cdf = (
         np.concatenate([np.asarray(c[i]) for c in chunks])[:n] for i in range(3)
     )
