@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.scipy.special import logsumexp
 from numpyro.infer.hmc import hmc
 from tqdm import tqdm
 
@@ -435,13 +436,12 @@ def star_results(plx, err, theta):
         part = slice(first, first + size)
         stars = padded_stars(plx[part], err[part], size, dtype)
         chunks.append(_star_chunk_results(*stars, draws, use))
-    p_member, grid, cdf = (
-        np.concatenate([np.asarray(c[i]) for c in chunks])[:n] for i in range(3)
+    p_member, grid, cdf, density = (
+        np.concatenate([np.asarray(c[i], dtype=float) for c in chunks])[:n]
+        for i in range(4)
     )
-    gaps = sum(np.asarray(c[3], dtype=float) for c in chunks).reshape(-1)[:k]
-    quantiles = np.stack(
-        [np.exp(np.interp(SIGMA_PROBS, c, g)) for c, g in zip(cdf, grid, strict=True)]
-    )
+    gaps = sum(np.asarray(c[4], dtype=float) for c in chunks).reshape(-1)[:k]
+    quantiles = np.exp(_quantiles(grid, cdf, density, SIGMA_PROBS))
     return p_member, quantiles, float(np.std(gaps))
 
 
@@ -458,25 +458,35 @@ def _star_chunk_results(plx, err, weight, draws, use):
     a draw, 0 for a filler. Also returns the difference between the fast and
     the robust total log likelihood (``weight``-ed sum over the stars) at each
     draw, shape ``(blocks, b)``.
+
+    Each draw's cluster integral is the robust rule's, its nodes placed for
+    that draw: when a cluster's size is not resolved its draws of ``sigma``
+    span orders of magnitude. The field's length scale is pinned down by the
+    field stars to a small part of the EDSD prior's width, so each draw's
+    field integral uses the robust rule's field nodes placed once, at the
+    posterior mean of ``ln L`` (which saves half the per-draw work). Where
+    the field is too sparse for that, the draws' field integrals are off and
+    the fast rule, placed afresh at every draw, disagrees: the check shows
+    it. Each star's distance posterior is summed on a grid of both
+    components' nodes at the posterior mean.
     """
     k = jnp.sum(use)
     log_l, log_d, log_sigma, _ = jnp.tensordot(use, draws, 2) / k
-    # A grid per star: the robust quadrature nodes of both components at the
-    # posterior mean, which cover where each star's distance posterior lives.
-    grid = jnp.sort(
-        jnp.concatenate(
-            [
-                quadrature_nodes(plx, err, GaussianLogPrior(log_d, jnp.exp(log_sigma)))[
-                    0
-                ],
-                quadrature_nodes(plx, err, EDSDLogPrior(log_l))[0],
-            ],
-            axis=1,
-        ),
-        axis=1,
+    u_c, _ = quadrature_nodes(plx, err, GaussianLogPrior(log_d, jnp.exp(log_sigma)))
+    u_f, lw_f = quadrature_nodes(plx, err, EDSDLogPrior(log_l))
+    # One sorted grid of both components' nodes, with the field rule's
+    # weights on the field's nodes and none on the cluster's.
+    grid = jnp.concatenate([u_c, u_f], axis=1)
+    order = jnp.argsort(grid, axis=1)
+    grid = jnp.take_along_axis(grid, order, axis=1)
+    lw_f = jnp.take_along_axis(
+        jnp.concatenate([jnp.full_like(lw_f, -jnp.inf), lw_f], axis=1), order, axis=1
     )
-    # The likelihood on the grid is the same for every draw.
+    # The likelihood and its slope in u on the grid are the same for every
+    # draw.
     log_like = _log_likelihood(plx[:, None], err[:, None], grid)
+    w = 1000.0 * jnp.exp(-grid)
+    like_slope = (w - plx[:, None]) * w / (err * err)[:, None]
 
     def one(th):
         log_l, log_d, log_sigma, q = th
@@ -484,36 +494,73 @@ def _star_chunk_results(plx, err, weight, draws, use):
         field = EDSDLogPrior(log_l)
         log_q, log_1mq = jnp.log(q), jnp.log1p(-q)
         a = log_q + log_marginal_likelihood(plx, err, cluster)
-        log_norm = jnp.logaddexp(a, log_1mq + log_marginal_likelihood(plx, err, field))
+        log_f = log_1mq + log_like + field.logpdf(grid)
+        log_norm = jnp.logaddexp(a, logsumexp(log_f + lw_f, axis=1))
         fast = jnp.logaddexp(
             log_q + log_marginal_likelihood_fast(plx, err, cluster),
             log_1mq + log_marginal_likelihood_fast(plx, err, field),
         )
-        log_prior = jnp.logaddexp(
-            log_q + cluster.logpdf(grid), log_1mq + field.logpdf(grid)
-        )
-        dens = jnp.exp(log_like + log_prior - log_norm[:, None])
+        # The star's distance posterior in u and its slope, per component.
+        dens_c = jnp.exp(log_q + log_like + cluster.logpdf(grid) - log_norm[:, None])
+        dens_f = jnp.exp(log_f - log_norm[:, None])
+        slope_c = cluster.slope_at(grid - cluster.mode)
+        slope_f = field.slope_at(grid - field.mode)
+        slope = (dens_c + dens_f) * like_slope + _times(dens_c, slope_c)
+        slope = slope + _times(dens_f, slope_f)
         gap = jnp.sum(weight * (fast - log_norm))
-        return jnp.exp(a - log_norm), dens, gap
+        return jnp.exp(a - log_norm), dens_c + dens_f, slope, gap
 
     def block(carry, xs):
-        th, w = xs
-        p, dens, gap = jax.vmap(one)(th)
-        p_sum, dens_sum = carry
-        return (p_sum + w @ p, dens_sum + jnp.tensordot(w, dens, 1)), gap
+        th, use_th = xs
+        p, dens, slope, gap = jax.vmap(one)(th)
+        return tuple(
+            total + jnp.tensordot(use_th, part, 1)
+            for total, part in zip(carry, (p, dens, slope), strict=True)
+        ), gap
 
     n = plx.shape[0]
-    init = (jnp.zeros(n, plx.dtype), jnp.zeros(grid.shape, plx.dtype))
-    (p_sum, dens_sum), gaps = jax.lax.scan(block, init, (draws, use))
-    density = dens_sum / k
+    init = (jnp.zeros(n, plx.dtype),) + 2 * (jnp.zeros(grid.shape, plx.dtype),)
+    (p_sum, dens_sum, slope_sum), gaps = jax.lax.scan(block, init, (draws, use))
+    # The CDF at the nodes by the trapezoid rule with its end correction
+    # (exact for the cubic through each interval's densities and slopes).
+    h = jnp.diff(grid, axis=1)
+    step = 0.5 * h * (dens_sum[:, 1:] + dens_sum[:, :-1]) + h * h / 12.0 * (
+        slope_sum[:, :-1] - slope_sum[:, 1:]
+    )
     cdf = jnp.concatenate(
-        [
-            jnp.zeros_like(grid[:, :1]),
-            jnp.cumsum(
-                0.5 * (density[:, 1:] + density[:, :-1]) * jnp.diff(grid, axis=1),
-                axis=1,
-            ),
-        ],
+        [jnp.zeros_like(grid[:, :1]), jnp.cumsum(jnp.maximum(step, 0.0), axis=1)],
         axis=1,
     )
-    return p_sum / k, grid, cdf / cdf[:, -1:], gaps
+    total = cdf[:, -1:]
+    return p_sum / k, grid, cdf / total, dens_sum / total, gaps
+
+
+def _times(density, slope):
+    """``density * slope``, 0 where the density is (a narrow prior's slope is huge)."""
+    return jnp.where(density > 0, density * slope, 0.0)
+
+
+def _quantiles(grid, cdf, density, probs):
+    """Invert each row's CDF by cubic Hermite interpolation between its nodes.
+
+    ``grid``, ``cdf`` and ``density`` (the CDF's derivative) have shape
+    ``(n, m)``; returns the values of the grid at ``probs``, shape
+    ``(n, len(probs))``. Bisection on each interval's cubic keeps the result
+    inside its interval.
+    """
+    rows = np.arange(grid.shape[0])
+    out = np.empty((grid.shape[0], len(probs)))
+    for i, prob in enumerate(probs):
+        j = np.clip(np.sum(cdf < prob, axis=1) - 1, 0, grid.shape[1] - 2)
+        u0, u1 = grid[rows, j], grid[rows, j + 1]
+        f0, f1 = cdf[rows, j], cdf[rows, j + 1]
+        d0, d1 = (u1 - u0) * density[rows, j], (u1 - u0) * density[rows, j + 1]
+        c2 = 3.0 * (f1 - f0) - 2.0 * d0 - d1
+        c3 = 2.0 * (f0 - f1) + d0 + d1
+        lo, hi = np.zeros_like(u0), np.ones_like(u0)
+        for _ in range(40):
+            t = 0.5 * (lo + hi)
+            below = f0 + t * (d0 + t * (c2 + t * c3)) < prob
+            lo, hi = np.where(below, t, lo), np.where(below, hi, t)
+        out[:, i] = u0 + 0.5 * (lo + hi) * (u1 - u0)
+    return out

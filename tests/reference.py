@@ -77,3 +77,28 @@ def brute_force_log_marginal(plx, err, prior, a, b=None):
     g = log_f(x)
     top = g.max()
     return top + np.log(np.trapezoid(np.exp(g - top), x))
+
+
+def brute_force_mixture(plx, err, draws, probs=SIGMA_PROBS):
+    """Membership and distance quantiles of one star under the cluster model.
+
+    ``draws`` has one row ``(ln L, ln D, ln sigma, Q)`` per posterior draw.
+    For each draw the two components' integrands (parallax likelihood times
+    the cluster's Gaussian in u = ln r, or the EDSD prior) are taken on one
+    dense float64 grid over 1 pc to 1e7 pc; the membership is Q I_c / (Q I_c
+    + (1 - Q) I_f) averaged over the draws, and the quantiles invert the
+    average of the draws' normalised posteriors' CDFs (trapezoid rule).
+    """
+    u = np.linspace(0.0, np.log(1e7), 300_001)
+    like = -0.5 * ((plx - 1000 * np.exp(-u)) / err) ** 2
+    p_member, cdf = 0.0, np.zeros_like(u)
+    for log_l, log_d, log_sigma, q in draws:
+        t = (u - log_d) / np.exp(log_sigma)
+        cluster = q * np.exp(like - 0.5 * t * t - log_sigma) / math.sqrt(2 * math.pi)
+        field = (1 - q) * np.exp(like + 3 * (u - log_l) - np.exp(u - log_l)) / 2
+        i_c, i_f = np.trapezoid(cluster, u), np.trapezoid(field, u)
+        p_member += i_c / (i_c + i_f) / len(draws)
+        f = cluster + field
+        part = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(u))])
+        cdf += part / part[-1]
+    return p_member, np.exp(np.interp(probs, cdf / cdf[-1], u))
