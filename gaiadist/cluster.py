@@ -342,12 +342,18 @@ class ClusterDistance:
         start = time.perf_counter()
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
-        searches = self._compiled("laplace", dtype)(starts.astype(dtype), *data)
-        centre, chol, at_mode = _sampler_start(*(np.asarray(a) for a in searches))
+        z0 = _z0(seed, num_chains).astype(dtype)
+        modes, log_p, hessians = self._compiled("laplace", dtype)(
+            starts.astype(dtype), *data
+        )
+        centre, chol = whitening(
+            *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
+            starts[0],
+        )
         z, diverging = run_chains(
             run,
             keys,
-            *(a.astype(dtype) for a in at_mode),
+            z0,
             *data,
             centre.astype(dtype),
             chol.astype(dtype),
@@ -376,27 +382,32 @@ class ClusterDistance:
         ]
         starts = np.stack([self._starts(job.init) for job in jobs])
         start = time.perf_counter()
-        searches = [
+        modes, log_p, hessians = (
             np.asarray(a)
-            for a in self._compiled("laplace_many", dtype)(starts.astype(dtype), *data)
-        ]
+            for a in self._compiled("laplace_many", dtype)(
+                jnp.asarray(starts, dtype), *data
+            )
+        )
         maps = [
-            _sampler_start(*(a[i] for a in searches), cluster=i + 1)
+            whitening(*best_mode(modes[i], log_p[i], hessians[i]), starts[i, 0])
             for i in range(len(jobs))
         ]
+        centres = jnp.asarray(np.stack([m[0] for m in maps]), dtype)
+        chols = jnp.asarray(np.stack([m[1] for m in maps]), dtype)
         run = self._compiled("nuts_many", dtype, num_warmup, num_samples)
         z, diverging = run(
-            np.stack(
+            jnp.stack(
                 [jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds]
             ),
-            *(np.stack([m[2][i] for m in maps]).astype(dtype) for i in range(2)),
+            jnp.asarray(np.stack([_z0(s, num_chains) for s in seeds]), dtype),
             *data,
-            *(np.stack([m[i] for m in maps]).astype(dtype) for i in range(2)),
+            centres,
+            chols,
         )
         z, diverging = np.asarray(z), np.asarray(diverging)
         seconds = (time.perf_counter() - start) / len(jobs)
         by_chain = [
-            to_parameters(z[i], *maps[i][:2], self.priors) for i in range(len(jobs))
+            to_parameters(z[i], *maps[i], self.priors) for i in range(len(jobs))
         ]
         return [
             (
@@ -714,23 +725,9 @@ class _Job(NamedTuple):
     init: dict
 
 
-def _sampler_start(modes, log_p, hessians, gradients, cluster=None):
-    """Where NUTS starts, from the mode searches: the best mode.
-
-    Returns the mode, the whitening matrix and, at the mode, the potential
-    energy and its gradient. ``cluster`` numbers the cluster in the error
-    message of a batch.
-    """
-    best = best_mode(log_p, hessians)
-    if not (np.isfinite(log_p[best]) and np.all(np.isfinite(gradients[best]))):
-        which = "" if cluster is None else f" of cluster {cluster}"
-        raise InputError(
-            f"the posterior{which} is zero or undefined at every starting "
-            "point of the mode search; check that distance_guess lies inside "
-            "the support of the priors"
-        )
-    start = (np.asarray(-log_p[best]), gradients[best])
-    return modes[best], whitening(hessians[best]), start
+def _z0(seed: int, num_chains: int) -> np.ndarray:
+    """The chains' starting points in the whitened coordinates."""
+    return np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
 
 
 def _import_arviz():

@@ -31,7 +31,6 @@ import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import ParamInfo
 from tqdm import tqdm
 
 from .likelihood import (
@@ -148,9 +147,6 @@ def laplace(starts, plx, err, weight, priors):
         `log_density` at each mode, shape ``(k,)``.
     hessians : array
         Hessian of ``-log_density`` at each mode, shape ``(k, 4, 4)``.
-    gradients : array
-        Gradient of ``-log_density`` at each mode, shape ``(k, 4)``: nearly
-        zero, and exactly what a sampler starting there needs.
     """
 
     def loss(x):
@@ -158,8 +154,8 @@ def laplace(starts, plx, err, weight, priors):
         return jnp.where(jnp.isnan(value), jnp.inf, value)
 
     def search(x0):
-        x, value, hessian, gradient = _newton(loss, x0)
-        return x, -value, hessian, gradient
+        x, value, hessian = _newton(loss, x0)
+        return x, -value, hessian
 
     return jax.vmap(search)(starts)
 
@@ -174,10 +170,9 @@ def _newton(loss, x0):
     Only function values decide which point is kept, so an imprecise gradient
     slows the search but cannot make it accept a worse point. Stops when a
     step no longer lowers the loss or after ``_NEWTON_ITERATIONS`` steps.
-    Returns the point where the last step started, with the loss, its
-    Hessian and its gradient there: the final point itself, unless the last
-    step gained less than ``_NEWTON_TOLERANCE`` or the search ran out of
-    steps.
+    Returns the point, the loss and the Hessian of the loss at the start of
+    the last step (the same point, or one a negligible step away, unless the
+    search ran out of steps).
     """
     scales = 0.5 ** jnp.arange(_N_STEP_SIZES, dtype=x0.dtype)
 
@@ -191,7 +186,7 @@ def _newton(loss, x0):
         return jax.jacfwd(twice, has_aux=True)(x)
 
     def step(state):
-        x, value, *_, i = state
+        x, value, _, _, i = state
         h, g = grad_hessian(x)
         eig, vectors = jnp.linalg.eigh(0.5 * (h + h.T))
         eig = jnp.maximum(jnp.abs(eig), 1.0 / _MAX_SD**2)
@@ -204,7 +199,7 @@ def _newton(loss, x0):
         return (
             jnp.where(better, trial[best], x),
             jnp.where(better, values[best], value),
-            (x, value, h, g),
+            h,
             jnp.where(better, value - values[best], 0.0),
             i + 1,
         )
@@ -215,20 +210,18 @@ def _newton(loss, x0):
 
     value0 = loss(x0)
     inf = jnp.asarray(jnp.inf, value0.dtype)
-    zeros = jnp.zeros((x0.size, x0.size), x0.dtype)
-    start = (x0, value0, zeros, zeros[0])
-    *_, at_last_step, _, _ = jax.lax.while_loop(
-        going, step, (x0, value0, start, inf, 0)
+    x, value, h, _, _ = jax.lax.while_loop(
+        going, step, (x0, value0, jnp.zeros((x0.size, x0.size), x0.dtype), inf, 0)
     )
-    return at_last_step
+    return x, value, h
 
 
-def best_mode(log_p: np.ndarray, hessians: np.ndarray) -> int:
-    """Which mode has the most posterior mass, by the Laplace approximation.
+def best_mode(modes: np.ndarray, log_p: np.ndarray, hessians: np.ndarray):
+    """The mode with the most posterior mass, by the Laplace approximation.
 
     Each mode's mass is ``log_p - 0.5 ln det H``; modes whose Hessian is not
     positive definite (a search that stopped short) count only when no mode
-    has one, and then the highest ``log_p`` wins. Returns the mode's index.
+    has one, and then the highest ``log_p`` wins. Returns ``(mode, hessian)``.
     """
     mass = np.full(len(log_p), -np.inf)
     for i, (value, hessian) in enumerate(zip(log_p, hessians, strict=True)):
@@ -238,23 +231,25 @@ def best_mode(log_p: np.ndarray, hessians: np.ndarray) -> int:
                 mass[i] = value - 0.5 * np.sum(np.log(eig))
     if np.all(np.isinf(mass)):
         mass = np.where(np.isfinite(log_p), log_p, -np.inf)
-    return int(np.argmax(mass))
+    best = int(np.argmax(mass))
+    return modes[best], hessians[best]
 
 
-def whitening(hessian: np.ndarray) -> np.ndarray:
-    """The matrix ``C`` of the map ``x = mode + C z``.
+def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
+    """Centre and matrix ``C`` of the map ``x = centre + C z``.
 
     ``C C^T`` is the inverse Hessian, with its widths capped at ``_MAX_SD``
     (flat directions, as for the cluster's parameters when there is no
-    cluster). If the Hessian is not finite, ``C`` is the identity and the
-    sampler's own adaptation has to do the work.
+    cluster). If the optimiser failed, the map starts at ``x0`` with unit
+    widths and the sampler's own adaptation has to do the work.
     """
+    mode = np.asarray(mode, dtype=float)
     hessian = np.asarray(hessian, dtype=float)
-    if not np.all(np.isfinite(hessian)):
-        return np.eye(hessian.shape[0])
+    if not (np.all(np.isfinite(mode)) and np.all(np.isfinite(hessian))):
+        return np.asarray(x0, dtype=float), np.eye(len(x0))
     values, vectors = np.linalg.eigh(0.5 * (hessian + hessian.T))
     values = np.maximum(values, 1.0 / _MAX_SD**2)
-    return vectors * (1.0 / np.sqrt(values))
+    return mode, vectors * (1.0 / np.sqrt(values))
 
 
 def nuts_program(priors, num_warmup, num_samples, progress=None):
@@ -266,11 +261,6 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
     operation by operation and a later call with arrays of the same shapes
     reuses the compilation. `run_chains` decides how many chains go into one
     call.
-
-    Every chain starts at the mode (``z = 0``), where the mode search has
-    already computed the potential and its gradient: given these, the
-    program holds one copy of the gradient's code (in the leapfrog steps)
-    instead of two, which saves a quarter of its compilation.
 
     Parameters
     ----------
@@ -284,11 +274,11 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
     Returns
     -------
     callable
-        ``run(keys, energy, gradient, plx, err, weight, centre, chol)`` with
-        one random key per chain (``keys``, shape ``(c, 2)``), the potential
-        energy ``-log_density`` and its gradient in ``x`` at the mode
-        ``centre``, returning the draws of ``z`` (``(c, num_samples, 4)``)
-        and whether each draw's transition diverged (``(c, num_samples)``).
+        ``run(keys, z0, plx, err, weight, centre, chol)`` with one random key
+        (``keys``, shape ``(c, 2)``) and one starting point (``z0``, shape
+        ``(c, 4)``) per chain, returning the draws of ``z``
+        (``(c, num_samples, 4)``) and whether each draw's transition diverged
+        (``(c, num_samples)``).
     """
 
     def potential_fn_gen(plx, err, weight, centre, chol):
@@ -296,13 +286,12 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def run(keys, energy, gradient, plx, err, weight, centre, chol):
+    def run(keys, z0, plx, err, weight, centre, chol):
         args = (plx, err, weight, centre, chol)
-        start = ParamInfo(jnp.zeros_like(centre), energy, chol.T @ gradient)
 
-        def init(key):
+        def init(key, z):
             return init_kernel(
-                start,
+                z,
                 num_warmup,
                 dense_mass=True,
                 target_accept_prob=TARGET_ACCEPT,
@@ -316,7 +305,7 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
                 jax.debug.callback(progress.tick)
             return state, (state.z, state.diverging)
 
-        states = jax.vmap(init)(keys)
+        states = jax.vmap(init)(keys, z0)
         _, (z, diverging) = jax.lax.scan(
             step, states, None, length=num_warmup + num_samples
         )
@@ -326,7 +315,7 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
     return jax.jit(run)
 
 
-def run_chains(run, keys, *args, progress=None):
+def run_chains(run, keys, z0, *args, progress=None):
     """Run the chains of a `nuts_program`, concurrently on a CPU.
 
     On a CPU each chain is a call of its own, from its own thread: the calls
@@ -343,11 +332,11 @@ def run_chains(run, keys, *args, progress=None):
         progress.open(progress.per_call * (chains if split else 1))
     try:
         if not split:
-            z, diverging = run(keys, *args)
+            z, diverging = run(keys, z0, *args)
             return np.asarray(z), np.asarray(diverging)
 
         def one(i):
-            return jax.device_get(run(keys[i : i + 1], *args))
+            return jax.device_get(run(keys[i : i + 1], z0[i : i + 1], *args))
 
         with ThreadPoolExecutor(chains) as pool:
             parts = list(pool.map(one, range(chains)))
