@@ -211,10 +211,8 @@ def log_marginal_likelihood_fast(plx, err, prior):
     limit = 3.0 / jnp.sqrt(c_prior + c_like)
 
     def slope_curv(v):
-        w = 1000.0 * jnp.exp(-(mode + v))
-        d1 = (w - plx) * w * inv_var + fixed.slope_at(v)
-        d2 = -w * (2.0 * w - plx) * inv_var + fixed.curvature_at(v)
-        return d1, d2
+        d1, d2 = _log_likelihood_derivatives(plx, err, mode + v)
+        return d1 + fixed.slope_at(v), d2 + fixed.curvature_at(v)
 
     for _ in range(_N_NEWTON):
         d1, d2 = slope_curv(v)
@@ -260,6 +258,13 @@ def _log_likelihood(plx, err, u):
     """``ln Normal(plx | 1000 e^-u, err)``."""
     z = (plx - 1000.0 * jnp.exp(-u)) / err
     return -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI
+
+
+def _log_likelihood_derivatives(plx, err, u):
+    """First and second derivatives of `_log_likelihood` with respect to ``u``."""
+    w = 1000.0 * jnp.exp(-u)
+    inv_var = 1.0 / (err * err)
+    return (w - plx) * w * inv_var, -w * (2.0 * w - plx) * inv_var
 
 
 def _log_integrand_at(plx, err, prior, offsets):
@@ -335,12 +340,10 @@ def _segment_ends(plx, err, prior):
     v_c = jnp.where(pos, jnp.log(2000.0 / safe_plx) - m, big)
 
     def like_slope(v):
-        w = 1000.0 * jnp.exp(-(m + v))
-        return (w - plx) * w * inv_var
+        return _log_likelihood_derivatives(plx, err, m + v)[0]
 
     def curvature(v):
-        w = 1000.0 * jnp.exp(-(m + v))
-        return -w * (2.0 * w - plx) * inv_var + prior.curvature_at(v)
+        return _log_likelihood_derivatives(plx, err, m + v)[1] + prior.curvature_at(v)
 
     def h(v):
         return _log_integrand_at(plx, err, prior, v)

@@ -37,6 +37,7 @@ from .likelihood import (
     EDSDLogPrior,
     GaussianLogPrior,
     _log_likelihood,
+    _log_likelihood_derivatives,
     log_marginal_likelihood,
     log_marginal_likelihood_fast,
     quadrature_nodes,
@@ -485,8 +486,7 @@ def _star_chunk_results(plx, err, weight, draws, use):
     # The likelihood and its slope in u on the grid are the same for every
     # draw.
     log_like = _log_likelihood(plx[:, None], err[:, None], grid)
-    w = 1000.0 * jnp.exp(-grid)
-    like_slope = (w - plx[:, None]) * w / (err * err)[:, None]
+    like_slope = _log_likelihood_derivatives(plx[:, None], err[:, None], grid)[0]
 
     def one(th):
         log_l, log_d, log_sigma, q = th
@@ -503,12 +503,14 @@ def _star_chunk_results(plx, err, weight, draws, use):
         # The star's distance posterior in u and its slope, per component.
         dens_c = jnp.exp(log_q + log_like + cluster.logpdf(grid) - log_norm[:, None])
         dens_f = jnp.exp(log_f - log_norm[:, None])
-        slope_c = cluster.slope_at(grid - cluster.mode)
-        slope_f = field.slope_at(grid - field.mode)
-        slope = (dens_c + dens_f) * like_slope + _times(dens_c, slope_c)
-        slope = slope + _times(dens_f, slope_f)
+        dens = dens_c + dens_f
+        slope = (
+            dens * like_slope
+            + _times(dens_c, cluster.slope_at(grid - cluster.mode))
+            + _times(dens_f, field.slope_at(grid - field.mode))
+        )
         gap = jnp.sum(weight * (fast - log_norm))
-        return jnp.exp(a - log_norm), dens_c + dens_f, slope, gap
+        return jnp.exp(a - log_norm), dens, slope, gap
 
     def block(carry, xs):
         th, use_th = xs
