@@ -341,8 +341,8 @@ class ClusterDistance:
         starts = self._starts(init)
         start = time.perf_counter()
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
-        keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
-        z0 = _z0(seed, num_chains).astype(dtype)
+        keys, z0 = _chain_starts(seed, num_chains)
+        z0 = z0.astype(dtype)
         modes, log_p, hessians = self._compiled("laplace", dtype)(
             starts.astype(dtype), *data
         )
@@ -384,22 +384,19 @@ class ClusterDistance:
         start = time.perf_counter()
         modes, log_p, hessians = (
             np.asarray(a)
-            for a in self._compiled("laplace_many", dtype)(
-                jnp.asarray(starts, dtype), *data
-            )
+            for a in self._compiled("laplace_many", dtype)(starts.astype(dtype), *data)
         )
         maps = [
             whitening(*best_mode(modes[i], log_p[i], hessians[i]), starts[i, 0])
             for i in range(len(jobs))
         ]
-        centres = jnp.asarray(np.stack([m[0] for m in maps]), dtype)
-        chols = jnp.asarray(np.stack([m[1] for m in maps]), dtype)
+        centres = np.stack([m[0] for m in maps]).astype(dtype)
+        chols = np.stack([m[1] for m in maps]).astype(dtype)
+        chains = [_chain_starts(s, num_chains) for s in seeds]
         run = self._compiled("nuts_many", dtype, num_warmup, num_samples)
         z, diverging = run(
-            jnp.stack(
-                [jax.random.split(jax.random.PRNGKey(s), num_chains) for s in seeds]
-            ),
-            jnp.asarray(np.stack([_z0(s, num_chains) for s in seeds]), dtype),
+            np.stack([c[0] for c in chains]),
+            np.stack([c[1] for c in chains]).astype(dtype),
             *data,
             centres,
             chols,
@@ -725,9 +722,11 @@ class _Job(NamedTuple):
     init: dict
 
 
-def _z0(seed: int, num_chains: int) -> np.ndarray:
-    """The chains' starting points in the whitened coordinates."""
-    return np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
+def _chain_starts(seed: int, num_chains: int) -> tuple[np.ndarray, np.ndarray]:
+    """The chains' random keys and starting points in the whitened coordinates."""
+    keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
+    z0 = np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
+    return keys, z0
 
 
 def _import_arviz():
