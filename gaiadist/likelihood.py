@@ -260,11 +260,18 @@ def _log_likelihood(plx, err, u):
     return -0.5 * z * z - jnp.log(err) - _LN_SQRT_2PI
 
 
-def _log_likelihood_derivatives(plx, err, u):
-    """First and second derivatives of `_log_likelihood` with respect to ``u``."""
+def _log_likelihood_derivatives(plx, err, u, order=2):
+    """The first ``order`` derivatives of `_log_likelihood` with respect to ``u``.
+
+    With ``w = 1000 e^-u`` the ``k``-th derivative is
+    ``(-1)^(k+1) w (2^(k-1) w - plx) / err^2``.
+    """
     w = 1000.0 * jnp.exp(-u)
-    inv_var = 1.0 / (err * err)
-    return (w - plx) * w * inv_var, -w * (2.0 * w - plx) * inv_var
+    w_over_var = w / (err * err)
+    return tuple(
+        (-1) ** (k + 1) * w_over_var * (2.0 ** (k - 1) * w - plx)
+        for k in range(1, order + 1)
+    )
 
 
 def _log_integrand_at(plx, err, prior, offsets):

@@ -42,25 +42,88 @@ def brute_force_log_marginal(plx, err, prior, a, b=None):
     """ln ∫ Normal(plx | 1000 e^-u, err) p(u) du on a dense float64 grid.
 
     ``prior`` is ``"cluster"`` (Gaussian in u = ln r with mean ``a`` and width
-    ``b``) or ``"field"`` (EDSD with ln L = ``a``). The cluster's integral is
-    taken over t = (u - a) / b, so that however narrow the cluster, the grid
-    resolves it. A first pass finds where the integrand is within exp(-45) of
-    its peak, over u in [-30, 250] (1e-13 pc to e^250 pc) and, for the
-    cluster, also over t in [-50, 50]; a second pass of 200,001 points there
-    integrates it by the trapezoid rule.
+    ``b``) or ``"field"`` (EDSD with ln L = ``a``); see `_integrand_grid`.
+    """
+    x, g = _integrand_grid(plx, err, prior, a, b)
+    top = g.max()
+    return top + np.log(np.trapezoid(np.exp(g - top), x))
+
+
+def brute_force_mixture(plx, err, draws, probs=SIGMA_PROBS):
+    """Membership and distance quantiles of one star under the cluster model.
+
+    ``draws`` has one row ``(ln L, ln D, ln sigma, Q)`` per posterior draw.
+    For each draw both components' integrands are taken on their own dense
+    grids (`_integrand_grid`, the cluster's in units of its width, so that
+    the narrowest cluster is resolved), integrated by the trapezoid rule into
+    the component's mass and CDF. The membership is Q I_c / (Q I_c + (1 - Q)
+    I_f) averaged over the draws, and the quantiles are found by bisection
+    in ln r on the average over the draws of each draw's normalised mixture
+    CDF, the components' CDFs linearly interpolated on their grids. That CDF,
+    a function of ln r, is returned too.
+    """
+    parts, p_member = [], 0.0
+    for log_l, log_d, log_sigma, q in draws:
+        comps = []
+        # The cluster's grid is in t = (u - ln D) / sigma, the field's in u.
+        for prior, a, b, weight, shift, scale in (
+            ("cluster", log_d, np.exp(log_sigma), q, log_d, np.exp(log_sigma)),
+            ("field", log_l, None, 1 - q, 0.0, 1.0),
+        ):
+            x, g = _integrand_grid(plx, err, prior, a, b, first=200_001)
+            f = np.exp(g - g.max())
+            cdf = np.concatenate(
+                [[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(x))]
+            )
+            log_mass = np.log(weight) + g.max() + np.log(cdf[-1])
+            comps.append((log_mass, x, cdf / cdf[-1], shift, scale))
+        top = max(c[0] for c in comps)
+        masses = [np.exp(c[0] - top) for c in comps]
+        p_member += masses[0] / sum(masses) / len(draws)
+        parts += [
+            (m / sum(masses) / len(draws),) + c[1:]
+            for m, c in zip(masses, comps, strict=True)
+        ]
+
+    def cdf_at(u):
+        return sum(
+            mass * np.interp((u - shift) / scale, x, cdf)
+            for mass, x, cdf, shift, scale in parts
+        )
+
+    quantiles = []
+    for prob in probs:
+        lo, hi = 0.0, np.log(1e7)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if cdf_at(mid) < prob else (lo, mid)
+        quantiles.append(np.exp(0.5 * (lo + hi)))
+    return p_member, np.array(quantiles), cdf_at
+
+
+def _integrand_grid(plx, err, prior, a, b=None, first=2_000_001):
+    """A dense float64 grid over the integrand of `brute_force_log_marginal`.
+
+    Returns the grid and the log integrand on it. The cluster's grid is in
+    t = (u - a) / b, so that however narrow the cluster, it is resolved (the
+    integrand in t is the likelihood times a standard normal). A first pass
+    finds where the integrand is within exp(-45) of its peak, over u in
+    [-30, 250] (1e-13 pc to e^250 pc; ``first`` points) and, for the
+    cluster, also over t in [-50, 50]; the second pass puts 200,001 points
+    there.
     """
 
     def like(u):
         w = 1000 * np.exp(-u)
         return -0.5 * ((plx - w) / err) ** 2 - np.log(err) - 0.5 * np.log(2 * np.pi)
 
-    grids = [np.linspace(-30, 250, 2_000_001)]
+    grids = [np.linspace(-30, 250, first)]
     if prior == "cluster":
 
         def log_f(t):
             return like(a + b * t) - 0.5 * t * t - 0.5 * np.log(2 * np.pi)
 
-        grids = [(grids[0] - a) / b, np.linspace(-50, 50, 1_000_001)]
+        grids = [(grids[0] - a) / b, np.linspace(-50, 50, first // 2)]
     else:
 
         def log_f(u):
@@ -74,31 +137,4 @@ def brute_force_log_marginal(plx, err, prior, a, b=None):
         if keep.size:
             ends += [x[max(keep[0] - 1, 0)], x[min(keep[-1] + 1, x.size - 1)]]
     x = np.linspace(min(ends), max(ends), 200_001)
-    g = log_f(x)
-    top = g.max()
-    return top + np.log(np.trapezoid(np.exp(g - top), x))
-
-
-def brute_force_mixture(plx, err, draws, probs=SIGMA_PROBS):
-    """Membership and distance quantiles of one star under the cluster model.
-
-    ``draws`` has one row ``(ln L, ln D, ln sigma, Q)`` per posterior draw.
-    For each draw the two components' integrands (parallax likelihood times
-    the cluster's Gaussian in u = ln r, or the EDSD prior) are taken on one
-    dense float64 grid over 1 pc to 1e7 pc; the membership is Q I_c / (Q I_c
-    + (1 - Q) I_f) averaged over the draws, and the quantiles invert the
-    average of the draws' normalised posteriors' CDFs (trapezoid rule).
-    """
-    u = np.linspace(0.0, np.log(1e7), 300_001)
-    like = -0.5 * ((plx - 1000 * np.exp(-u)) / err) ** 2
-    p_member, cdf = 0.0, np.zeros_like(u)
-    for log_l, log_d, log_sigma, q in draws:
-        t = (u - log_d) / np.exp(log_sigma)
-        cluster = q * np.exp(like - 0.5 * t * t - log_sigma) / math.sqrt(2 * math.pi)
-        field = (1 - q) * np.exp(like + 3 * (u - log_l) - np.exp(u - log_l)) / 2
-        i_c, i_f = np.trapezoid(cluster, u), np.trapezoid(field, u)
-        p_member += i_c / (i_c + i_f) / len(draws)
-        f = cluster + field
-        part = np.concatenate([[0.0], np.cumsum(0.5 * (f[1:] + f[:-1]) * np.diff(u))])
-        cdf += part / part[-1]
-    return p_member, np.exp(np.interp(probs, cdf / cdf[-1], u))
+    return x, log_f(x)
