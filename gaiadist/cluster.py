@@ -162,8 +162,10 @@ class ClusterDistance:
         Raises
         ------
         InputError
-            If a needed column is missing or has the wrong unit, or fewer than
-            10 stars have a usable parallax and error.
+            If a needed column is missing or has the wrong unit, fewer than
+            10 stars have a usable parallax and error, or the posterior is
+            zero at every starting point (priors that exclude
+            ``distance_guess``).
         """
         job = self._prepare(table)
         sample = self._fit_marginal if self.method == "marginal" else self._fit_latent
@@ -225,7 +227,7 @@ class ClusterDistance:
         ------
         InputError
             If the method is not ``"marginal"``, ``tables`` is empty, or any
-            table is unusable (as for `fit`).
+            table is unusable or starts outside the priors (as for `fit`).
         """
         if self.method != "marginal":
             raise InputError("fit_many runs the marginal method only")
@@ -346,10 +348,7 @@ class ClusterDistance:
         modes, log_p, hessians = self._compiled("laplace", dtype)(
             starts.astype(dtype), *data
         )
-        centre, chol = whitening(
-            *best_mode(np.asarray(modes), np.asarray(log_p), np.asarray(hessians)),
-            starts[0],
-        )
+        centre, chol = _whitening_map(modes, log_p, hessians, starts[0])
         z, diverging = run_chains(
             run,
             keys,
@@ -387,7 +386,7 @@ class ClusterDistance:
             for a in self._compiled("laplace_many", dtype)(starts.astype(dtype), *data)
         )
         maps = [
-            whitening(*best_mode(modes[i], log_p[i], hessians[i]), starts[i, 0])
+            _whitening_map(modes[i], log_p[i], hessians[i], starts[i, 0], index=i)
             for i in range(len(jobs))
         ]
         centres = np.stack([m[0] for m in maps]).astype(dtype)
@@ -446,6 +445,17 @@ class ClusterDistance:
     ):
         """The tutorial's model: NUTS over the population and every distance."""
         dtype = jnp.result_type(float)
+        outside = [
+            f"{k} = {init[k]:.4g}"
+            for k in POPULATION
+            if not bool(self.priors[k].support(init[k]))
+        ]
+        if outside:
+            raise InputError(
+                f"the starting point ({', '.join(outside)}) is outside the "
+                "priors; check that distance_guess lies inside the support of "
+                "the priors"
+            )
         init = dict(init)
         init["r"] = np.clip(np.where(plx > 0, 1000.0 / np.abs(plx), 1e4), 1.0, 1e5)
         mcmc = MCMC(
@@ -727,6 +737,22 @@ def _chain_starts(seed: int, num_chains: int) -> tuple[np.ndarray, np.ndarray]:
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
     z0 = np.random.default_rng(seed).normal(size=(num_chains, len(POPULATION)))
     return keys, z0
+
+
+def _whitening_map(modes, log_p, hessians, start, index=None):
+    """`whitening` from the mode searches' results, or a clear error.
+
+    ``index`` is the table's place in a batch, named in the message.
+    """
+    log_p = np.asarray(log_p)
+    if not np.any(np.isfinite(log_p)):
+        which = "" if index is None else f" of tables[{index}]"
+        raise InputError(
+            f"the posterior{which} is zero or undefined at every starting point "
+            "of the mode search; check that distance_guess lies inside the "
+            "support of the priors"
+        )
+    return whitening(*best_mode(np.asarray(modes), log_p, np.asarray(hessians)), start)
 
 
 def _import_arviz():

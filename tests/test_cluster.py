@@ -126,6 +126,26 @@ def test_unknown_method_and_prior_are_refused():
         ClusterDistance(priors={"log_D2": None})
 
 
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_prior_that_excludes_every_start_is_a_clear_error():
+    import numpyro.distributions as dist
+
+    # The searches start at 1 kpc and 3 times nearer and farther; the prior
+    # allows 8 to 22 kpc only.
+    model = ClusterDistance(
+        priors={"log_D": dist.Uniform(9.0, 10.0)}, distance_guess=1 * u.kpc
+    )
+    with pytest.raises(InputError, match="distance_guess lies inside"):
+        model.fit(_table(30))
+    latent = ClusterDistance(
+        "latent", priors={"log_D": dist.Uniform(9.0, 10.0)}, distance_guess=1 * u.kpc
+    )
+    with pytest.raises(InputError, match=r"\(log_D = 6.908\) is outside the priors"):
+        latent.fit(_table(30))
+    with pytest.raises(InputError, match=r"posterior of tables\[1\] is zero"):
+        model.fit_many([_table(40), _table(30)], distance_guess=[10, 1] * u.kpc)
+
+
 def test_without_zero_point_warns_and_flags_bad_rows():
     stars = Table(_table(200))
     stars["parallax"][:3] = np.nan
