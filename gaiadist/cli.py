@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _QUIET[0] = args.quiet
-    if not args.no_compile_cache:
+    if args.command in _COMPILING and not args.no_compile_cache:
         use_compilation_cache(args.compile_cache)
     run = {
         "stars": _stars,
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _QUIET = [False]
+#: The commands that run compiled JAX programs.
+_COMPILING = {"stars", "cluster", "demo", "survey", "bulk"}
 
 
 def _say(*args, **kwargs) -> None:

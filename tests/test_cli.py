@@ -193,6 +193,22 @@ def test_compile_cache_keeps_the_programs_for_later_runs(tmp_path):
     assert not other.exists()
 
 
+def test_commands_without_jax_leave_the_compile_cache_alone(tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "gaiadist", "-q", "--compile-cache", str(cache)]
+    run = subprocess.run(
+        [*command, "query", "1 2", "1 arcmin", "--payload"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("SELECT ")
+    assert not cache.exists()
+
+
 def test_use_compilation_cache_keeps_a_folder_already_set(tmp_path):
     import jax
 
