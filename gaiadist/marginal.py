@@ -439,11 +439,20 @@ def star_results(plx, err, theta):
     draws = np.concatenate([theta, fill]).reshape(blocks, _DRAW_BLOCK, -1)
     use = (np.arange(blocks * _DRAW_BLOCK) < k).astype(dtype)
     use = use.reshape(blocks, _DRAW_BLOCK)
+    # The cluster's nodes: for a Gaussian as wide as all the draws' clusters
+    # together. Where every draw's cluster is at least half that wide and
+    # centred within it, the grid resolves them all. Otherwise each draw's
+    # ln D is a node too, and narrow clusters are expanded about their peaks.
+    log_d, sigma = theta[:, 1].astype(float), np.exp(theta[:, 2].astype(float))
+    offset = np.abs(log_d - log_d.mean())
+    width = np.asarray(math.sqrt(np.mean(offset**2 + sigma**2)), dtype)
+    resolved = np.min(sigma) >= 0.5 * width and np.max(offset) <= width
+    extra = theta[:0, 1] if resolved else theta[:, 1]
     chunks = []
     for first in range(0, n, size):
         part = slice(first, first + size)
         stars = padded_stars(plx[part], err[part], size, dtype)
-        chunks.append(_star_chunk_results(*stars, draws, use))
+        chunks.append(_star_chunk_results(*stars, draws, use, width, extra))
     p_member, grid, cdf, density = (
         np.concatenate([np.asarray(c[i], dtype=float) for c in chunks])[:n]
         for i in range(4)
@@ -459,13 +468,15 @@ def star_chunk() -> int:
 
 
 @jax.jit
-def _star_chunk_results(plx, err, weight, draws, use):
+def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     """Membership, and distance CDF on a per-star grid, averaged over draws.
 
     ``draws`` has shape ``(blocks, b, 4)`` and ``use`` ``(blocks, b)``: 1 for
-    a draw, 0 for a filler. Also returns the difference between the fast and
-    the robust total log likelihood (``weight``-ed sum over the stars) at each
-    draw, shape ``(blocks, b)``.
+    a draw, 0 for a filler; ``width`` is that of the cluster's nodes, in
+    ``ln r``, and ``extra`` more nodes for every star (the draws' ``ln D``,
+    or none). Also returns the difference between the fast and the robust
+    total log likelihood (``weight``-ed sum over the stars) at each draw,
+    shape ``(blocks, b)``.
 
     Each draw's cluster integral is the robust rule's, its nodes placed for
     that draw: when a cluster's size is not resolved its draws of ``sigma``
@@ -478,29 +489,31 @@ def _star_chunk_results(plx, err, weight, draws, use):
     it.
 
     Each star's distance CDF is summed on one grid: the field's nodes at the
-    posterior mean and the cluster's for a Gaussian as wide as all the
-    draws' clusters together (the spread of ``ln D`` included). The field,
-    and each draw's cluster where it is wide, add their densities, integrated
-    along the grid; where a draw's cluster is narrow (`_narrow_cluster_cdf`)
-    it adds its CDF at the nodes instead, right however narrow it is and
-    wherever its ``ln D`` falls between the nodes. Between the nodes the
-    CDF is interpolated; when the cluster's size is unresolved, each draw
-    a spike at its own ``ln D``, that puts the percentiles within about a
-    draw's weight of the exact mixture's.
+    posterior mean and the cluster's for a Gaussian of mean ``ln D`` and
+    ``width``, and ``extra``. The field, and each draw's cluster where it is
+    wide, add their densities, integrated along the grid. With ``extra``, a
+    draw's cluster that is narrow (`_narrow_cluster_cdf`) adds its CDF at
+    the nodes instead, right however narrow it is. Between the nodes the CDF
+    is interpolated; when the cluster's size is unresolved, each draw a
+    spike at its own ``ln D``, the draws' ``ln D`` among the nodes put the
+    percentiles within about a draw's weight of the exact mixture's.
     """
+    expand = extra.shape[0] > 0
     k = jnp.sum(use)
     log_l, log_d, _, _ = jnp.tensordot(use, draws, 2) / k
-    spread = (draws[..., 1] - log_d) ** 2 + jnp.exp(2.0 * draws[..., 2])
-    width = jnp.sqrt(jnp.tensordot(use, spread, 2) / k)
     u_c, _ = quadrature_nodes(plx, err, GaussianLogPrior(log_d, width))
     u_f, lw_f = quadrature_nodes(plx, err, EDSDLogPrior(log_l))
-    # One sorted grid of both components' nodes, with the field rule's
-    # weights on the field's nodes and none on the cluster's.
-    grid = jnp.concatenate([u_c, u_f], axis=1)
+    u_x = jnp.broadcast_to(extra, (plx.shape[0], extra.shape[0]))
+    # One sorted grid of all the nodes, with the field rule's weights on the
+    # field's nodes and none on the others.
+    grid = jnp.concatenate([u_c, u_f, u_x], axis=1)
     order = jnp.argsort(grid, axis=1)
     grid = jnp.take_along_axis(grid, order, axis=1)
+    none = jnp.full_like(lw_f, -jnp.inf)
     lw_f = jnp.take_along_axis(
-        jnp.concatenate([jnp.full_like(lw_f, -jnp.inf), lw_f], axis=1), order, axis=1
+        jnp.concatenate([none, lw_f, jnp.full_like(u_x, -jnp.inf)], axis=1),
+        order,
+        axis=1,
     )
     # The likelihood and its slope in u on the grid are the same for every
     # draw.
@@ -520,21 +533,27 @@ def _star_chunk_results(plx, err, weight, draws, use):
             log_1mq + log_marginal_likelihood_fast(plx, err, field),
         )
         member = jnp.exp(a - log_norm)
-        # The star's distance posterior in u, per component; the slope of
-        # the part integrated along the grid.
+        # The star's distance posterior in u, per component, and the slope
+        # of the part integrated along the grid.
         dens_c = jnp.exp(log_q + log_like + cluster.logpdf(grid) - log_norm[:, None])
         dens_f = jnp.exp(log_f - log_norm[:, None])
-        narrow, cdf_c = _narrow_cluster_cdf(plx, err, cluster, grid)
-        dens_wide = jnp.where(narrow[:, None], 0.0, dens_c)
-        along = dens_wide + dens_f
+        wide = dens_c
+        if expand:
+            narrow, cdf_c = _narrow_cluster_cdf(plx, err, cluster, grid)
+            wide = jnp.where(narrow[:, None], 0.0, dens_c)
         slope = (
-            along * like_slope
-            + _times(dens_wide, cluster.slope_at(grid - cluster.mode))
+            (wide + dens_f) * like_slope
+            + _times(wide, cluster.slope_at(grid - cluster.mode))
             + _times(dens_f, field.slope_at(grid - field.mode))
         )
-        cdf_narrow = jnp.where(narrow[:, None], member[:, None] * cdf_c, 0.0)
         gap = jnp.sum(weight * (fast - log_norm))
-        return member, dens_c + dens_f, along, slope, cdf_narrow, gap
+        parts = (member, wide + dens_f, slope)
+        if expand:
+            parts += (
+                dens_c - wide,
+                jnp.where(narrow[:, None], member[:, None] * cdf_c, 0.0),
+            )
+        return *parts, gap
 
     def block(carry, xs):
         th, use_th = xs
@@ -545,26 +564,29 @@ def _star_chunk_results(plx, err, weight, draws, use):
         ), gap
 
     n = plx.shape[0]
-    init = (jnp.zeros(n, plx.dtype),) + 4 * (jnp.zeros(grid.shape, plx.dtype),)
-    (p_sum, dens_sum, along_sum, slope_sum, narrow_sum), gaps = jax.lax.scan(
+    init = (jnp.zeros(n, plx.dtype),) + (2 + 2 * expand) * (
+        jnp.zeros(grid.shape, plx.dtype),
+    )
+    (p_sum, along, slope_sum, *narrow_sums), gaps = jax.lax.scan(
         block, init, (draws, use)
     )
     # The CDF at the nodes: the trapezoid rule with its end correction (exact
     # for the cubic through each interval's densities and slopes) for the
     # part integrated along the grid, plus the narrow clusters' CDFs.
     h = jnp.diff(grid, axis=1)
-    step = 0.5 * h * (along_sum[:, 1:] + along_sum[:, :-1]) + h * h / 12.0 * (
+    step = 0.5 * h * (along[:, 1:] + along[:, :-1]) + h * h / 12.0 * (
         slope_sum[:, :-1] - slope_sum[:, 1:]
     )
-    cdf = (
-        jnp.concatenate(
-            [jnp.zeros_like(grid[:, :1]), jnp.cumsum(jnp.maximum(step, 0.0), axis=1)],
-            axis=1,
-        )
-        + narrow_sum
+    cdf = jnp.concatenate(
+        [jnp.zeros_like(grid[:, :1]), jnp.cumsum(jnp.maximum(step, 0.0), axis=1)],
+        axis=1,
     )
+    density = along
+    if expand:
+        density = along + narrow_sums[0]
+        cdf = cdf + narrow_sums[1]
     total = cdf[:, -1:]
-    return p_sum / k, grid, cdf / total, dens_sum / total, gaps
+    return p_sum / k, grid, cdf / total, density / total, gaps
 
 
 def _narrow_cluster_cdf(plx, err, cluster, grid):

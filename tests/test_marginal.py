@@ -55,9 +55,9 @@ def test_star_results_unresolved_cluster():
     # about 1e-8 to 1e-4 in ln r (some below float32's spacing of ln r near
     # ln D) and of ln D spread by 0.003, so that each draw puts its members
     # at its own ln D. The exact distance CDF is then a staircase with a
-    # step per draw, and the percentiles can only be right to within about
-    # a step: the exact CDF at each is within 1.5 / (number of draws) of
-    # its probability.
+    # step per draw, and the percentiles can only be right to within a
+    # step: the exact CDF at each is within 0.75 / (number of draws) of its
+    # probability (at most 0.47 / 32 measured over four seeds).
     plx = np.array([1.19, 1.2, 1.1, 1.3, 1.0, -0.3])
     err = np.array([0.02, 0.3, 0.1, 0.05, 0.9, 0.5])
     rng = np.random.default_rng(2)
@@ -69,4 +69,4 @@ def test_star_results_unresolved_cluster():
         p_ref, _, cdf = brute_force_mixture(plx[i], err[i], draws)
         assert abs(p_member[i] - p_ref) < 2e-5, (i, p_member[i], p_ref)
         off = cdf(np.log(quantiles[i])) - np.array(SIGMA_PROBS)
-        assert np.max(np.abs(off)) < 1.5 / len(draws), (i, off)
+        assert np.max(np.abs(off)) < 0.75 / len(draws), (i, off)
