@@ -496,7 +496,8 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     the nodes instead, right however narrow it is. Between the nodes the CDF
     is interpolated; when the cluster's size is unresolved, each draw a
     spike at its own ``ln D``, the draws' ``ln D`` among the nodes put the
-    percentiles within about a draw's weight of the exact mixture's.
+    percentiles within half a draw's weight (in probability) of the exact
+    mixture's.
     """
     expand = extra.shape[0] > 0
     k = jnp.sum(use)
@@ -636,7 +637,8 @@ def _narrow_cluster_cdf(plx, err, cluster, grid):
     y = ((grid - log_d) - d[:, None]) / s[:, None]
     c1, c3, c4 = c1[:, None], c3[:, None], c4[:, None]
     y2 = y * y
-    # ∫_{-inf}^{y} t^k φ(t) dt for k = 1, 3, 4, 6, over φ(y).
+    # ∫_{-inf}^{y} t^k φ(t) dt is Φ(y) times a constant minus φ(y) times a
+    # polynomial; these are the polynomials for k = 1, 3, 4 and 6.
     poly = (
         c1
         + c3 * (y2 + 2.0)
