@@ -510,9 +510,10 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     grid = jnp.concatenate([u_c, u_f, u_x], axis=1)
     order = jnp.argsort(grid, axis=1)
     grid = jnp.take_along_axis(grid, order, axis=1)
-    none = jnp.full_like(lw_f, -jnp.inf)
     lw_f = jnp.take_along_axis(
-        jnp.concatenate([none, lw_f, jnp.full_like(u_x, -jnp.inf)], axis=1),
+        jnp.concatenate(
+            [jnp.full_like(u_c, -jnp.inf), lw_f, jnp.full_like(u_x, -jnp.inf)], axis=1
+        ),
         order,
         axis=1,
     )
