@@ -3,6 +3,10 @@
 Usage: python benchmarks/bench_survey.py [--n 100] [--min-stars 800]
        [--max-stars 3000] [--modes sequential,processes:1,processes:2,dask:2]
 
+A mode is ``sequential``, ``processes:W`` or ``dask:W`` (W worker processes),
+or ``batched:B`` (B clusters per compiled program, `ClusterDistance.fit_many`;
+meant for a GPU).
+
 Simulates --n clusters (distances 200-2500 pc, sizes 2-15 pc, 15-45 %
 members, star counts log-uniform between --min-stars and --max-stars, so
 that they fall in several of ClusterDistance's padded size classes), writes
@@ -73,9 +77,10 @@ def main():
         base = None
         for spec in args.modes.split(","):
             mode, _, workers = spec.partition(":")
-            workers = int(workers or 1)
+            number = int(workers or 1)
+            size = {"batch_size": number} if mode == "batched" else {"workers": number}
             start = time.perf_counter()
-            out = survey(cat, tmp / f"out_{mode}_{workers}", mode=mode, workers=workers)
+            out = survey(cat, tmp / f"out_{mode}_{number}", mode=mode, **size)
             wall = time.perf_counter() - start
             ok = out["status"] != "failed"
             outside = np.count_nonzero(
