@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.infer.hmc import hmc
 from tqdm import tqdm
@@ -42,6 +41,7 @@ from .likelihood import (
     log_marginal_likelihood_fast,
     quadrature_nodes,
 )
+from .population import POPULATION, log_density, log_density_terms, transforms
 from .posterior import SIGMA_PROBS
 
 __all__ = [
@@ -60,8 +60,6 @@ __all__ = [
     "whitening",
 ]
 
-#: The population parameters, in the order of the unconstrained vector ``x``.
-POPULATION = ("log_L", "log_D", "log_sigma", "Q")
 #: NUTS's target acceptance. Near a standard normal in four dimensions 0.65
 #: (optimal for HMC) gives steps of about 1 and three leapfrog steps per
 #: draw; 0.8 doubles the work per effective draw.
@@ -106,34 +104,6 @@ def padded_stars(plx, err, size: int, dtype):
     )
 
 
-def _transforms(priors):
-    return [dist.biject_to(priors[k].support) for k in POPULATION]
-
-
-def log_density(x, plx, err, weight, priors):
-    """Log posterior (up to a constant) of the unconstrained parameters ``x``.
-
-    ``weight`` is 1 for a star and 0 for padding.
-    """
-    theta = []
-    total = 0.0
-    for k, transform, xk in zip(POPULATION, _transforms(priors), x, strict=True):
-        value = transform(xk)
-        theta.append(value)
-        total = (
-            total
-            + priors[k].log_prob(value)
-            + transform.log_abs_det_jacobian(xk, value)
-        )
-    log_l, log_d, log_sigma, q = theta
-    log_c = log_marginal_likelihood_fast(
-        plx, err, GaussianLogPrior(log_d, jnp.exp(log_sigma))
-    )
-    log_f = log_marginal_likelihood_fast(plx, err, EDSDLogPrior(log_l))
-    per_star = jnp.logaddexp(jnp.log(q) + log_c, jnp.log1p(-q) + log_f)
-    return total + jnp.sum(weight * per_star)
-
-
 def laplace(starts, plx, err, weight, priors):
     """Posterior modes from several starting points, by damped Newton steps.
 
@@ -158,18 +128,24 @@ def laplace(starts, plx, err, weight, priors):
     """
 
     def loss(x):
-        value = -log_density(x, plx, err, weight, priors)
+        value = -log_density_terms(x, plx, err, weight, priors)[0]
         return jnp.where(jnp.isnan(value), jnp.inf, value)
 
+    def derivatives(x):
+        _, grad, hessian = log_density_terms(x, plx, err, weight, priors, order=2)
+        return -hessian, -grad
+
     def search(x0):
-        x, value, hessian = _newton(loss, x0)
+        x, value, hessian = _newton(loss, derivatives, x0)
         return x, -value, hessian
 
     return jax.vmap(search)(starts)
 
 
-def _newton(loss, x0):
+def _newton(loss, derivatives, x0):
     """Minimise ``loss`` from ``x0``: saddle-free Newton with a step search.
+
+    ``derivatives(x)`` gives the Hessian and the gradient of ``loss``.
 
     Each step solves with the Hessian's eigenvalues replaced by their absolute
     values (floored at ``1 / _MAX_SD**2``, so flat directions move by at most
@@ -184,18 +160,9 @@ def _newton(loss, x0):
     """
     scales = 0.5 ** jnp.arange(_N_STEP_SIZES, dtype=x0.dtype)
 
-    def grad_hessian(x):
-        # One trace for both: the Jacobian of the gradient, with the
-        # gradient itself as auxiliary output.
-        def twice(x):
-            g = jax.grad(loss)(x)
-            return g, g
-
-        return jax.jacfwd(twice, has_aux=True)(x)
-
     def step(state):
         x, value, _, _, i = state
-        h, g = grad_hessian(x)
+        h, g = derivatives(x)
         eig, vectors = jnp.linalg.eigh(0.5 * (h + h.T))
         eig = jnp.maximum(jnp.abs(eig), 1.0 / _MAX_SD**2)
         d = -vectors @ ((vectors.T @ g) / eig)
@@ -307,18 +274,31 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
                 rng_key=key,
             )
 
+        def sample(state):
+            return sample_kernel(state, model_args=args)
+
+        # One chain runs as it is: XLA on a CPU compiles a batch of one into
+        # slower loops than no batch at all.
+        one = keys.shape[0] == 1
+        if one:
+            states = init(keys[0], z0[0])
+        else:
+            states = jax.vmap(init)(keys, z0)
+            sample = jax.vmap(sample)
+
         def step(state, _):
-            state = jax.vmap(lambda s: sample_kernel(s, model_args=args))(state)
+            state = sample(state)
             if progress is not None:
                 jax.debug.callback(progress.tick)
             return state, (state.z, state.diverging)
 
-        states = jax.vmap(init)(keys, z0)
         _, (z, diverging) = jax.lax.scan(
             step, states, None, length=num_warmup + num_samples
         )
-        keep = slice(num_warmup, None)
-        return jnp.swapaxes(z[keep], 0, 1), jnp.swapaxes(diverging[keep], 0, 1)
+        z, diverging = z[num_warmup:], diverging[num_warmup:]
+        if one:
+            return z[None], diverging[None]
+        return jnp.swapaxes(z, 0, 1), jnp.swapaxes(diverging, 0, 1)
 
     return jax.jit(run)
 
@@ -395,7 +375,7 @@ def to_parameters(z: np.ndarray, centre: np.ndarray, chol: np.ndarray, priors) -
     return {
         k: np.asarray(transform(jnp.asarray(x[..., i])), dtype=float)
         for i, (k, transform) in enumerate(
-            zip(POPULATION, _transforms(priors), strict=True)
+            zip(POPULATION, transforms(priors), strict=True)
         )
     }
 
