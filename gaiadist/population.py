@@ -27,7 +27,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
-from jax.scipy.special import logsumexp
 
 from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_likelihood, fast_nodes
 
@@ -87,7 +86,14 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
         + _log_likelihood(plx2, err2, field.mode + o_f)
         + field.logpdf_at(o_f)
     )
-    per_star = jnp.logaddexp(logsumexp(h_c, axis=1), logsumexp(h_f, axis=1))
+    # The log-sum-exp over both components' nodes, keeping the node weights.
+    top = jax.lax.stop_gradient(
+        jnp.maximum(jnp.max(h_c, axis=1), jnp.max(h_f, axis=1))
+    )[:, None]
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    e_c, e_f = jnp.exp(h_c - top), jnp.exp(h_f - top)
+    total = jnp.sum(e_c, axis=1) + jnp.sum(e_f, axis=1)
+    per_star = top[:, 0] + jnp.log(total)
     value = jnp.sum(weight * per_star)
     if order == 0:
         return (value,)
@@ -96,8 +102,8 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
     # field's (u = ln L + ln 3 + o, e = exp(u - ln L) = 3 e^o)
     # (e - 3, 0, 0, -1 / (1 - Q)). Written entry by entry, so that every
     # sum over the nodes is one fused loop.
-    a = jnp.exp(h_c - per_star[:, None])
-    b = jnp.exp(h_f - per_star[:, None])
+    a = e_c / total[:, None]
+    b = e_f / total[:, None]
     z = o_c / sigma
     e = 3.0 * jnp.exp(o_f)
     g_c = (0.0, z / sigma, z * z - 1.0, 1.0 / q)
