@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Gauss-Hermite nodes of the fast rule used inside the sampler.
-HERMITE_NODES = 16
+HERMITE_NODES = 12
 _N_NEWTON = 2
 _GH_X, _GH_W = np.polynomial.hermite.hermgauss(HERMITE_NODES)
 #: Gauss-Legendre nodes per segment of the robust rule (eight segments per star).
