@@ -73,6 +73,10 @@ _DRAW_BLOCK = 8  # posterior draws per step of the per-star program
 #: Widest cluster component (sd in ln r) whose per-star CDF is expanded
 #: about its peak rather than integrated along the grid.
 _NARROW = 0.1
+#: Narrowest cluster grid (in ln r) on which the draws' cluster integrals are
+#: summed: float32 nodes near ln r ~ 7 are 5e-7 apart, which costs 1e-5 in
+#: p_member at a width of 0.0016 and 4e-6 at 0.003.
+_GRID_MIN_WIDTH = 0.004
 _N_NEWTON_PEAK = 3
 # Largest terms of that expansion accepted: the peak found (c1) and the
 # neglected terms (c3^3, c3 c4, c4^2, c5) below about 1e-4.
@@ -111,7 +115,9 @@ def laplace(starts, plx, err, weight, priors):
     ----------
     starts : array
         Starting points in the unconstrained space, shape ``(k, 4)``; the
-        searches run vectorised.
+        searches run one after another in one program (a vectorised search
+        would step every start until the slowest had converged, and compile
+        to a larger program).
     plx, err, weight : array
         As for `log_density`.
     priors : dict
@@ -139,7 +145,7 @@ def laplace(starts, plx, err, weight, priors):
         x, value, hessian = _newton(loss, derivatives, x0)
         return x, -value, hessian
 
-    return jax.vmap(search)(starts)
+    return jax.lax.map(search, starts)
 
 
 def _newton(loss, derivatives, x0):
@@ -421,12 +427,17 @@ def star_results(plx, err, theta):
     use = use.reshape(blocks, _DRAW_BLOCK)
     # The cluster's nodes: for a Gaussian as wide as all the draws' clusters
     # together. Where every draw's cluster is at least half that wide and
-    # centred within it, the grid resolves them all. Otherwise each draw's
-    # ln D is a node too, and narrow clusters are expanded about their peaks.
+    # centred within it, and that is wide against float32's spacing of ln r,
+    # the grid resolves them all. Otherwise each draw's ln D is a node too,
+    # and narrow clusters are expanded about their peaks.
     log_d, sigma = theta[:, 1].astype(float), np.exp(theta[:, 2].astype(float))
     offset = np.abs(log_d - log_d.mean())
     width = np.asarray(math.sqrt(np.mean(offset**2 + sigma**2)), dtype)
-    resolved = np.min(sigma) >= 0.5 * width and np.max(offset) <= width
+    resolved = (
+        np.min(sigma) >= 0.5 * width
+        and np.max(offset) <= width
+        and width >= _GRID_MIN_WIDTH
+    )
     extra = theta[:0, 1] if resolved else theta[:, 1]
     chunks = []
     for first in range(0, n, size):
@@ -458,15 +469,17 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     total log likelihood (``weight``-ed sum over the stars) at each draw,
     shape ``(blocks, b)``.
 
-    Each draw's cluster integral is the robust rule's, its nodes placed for
-    that draw: when a cluster's size is not resolved its draws of ``sigma``
-    span orders of magnitude. The field's length scale is pinned down by the
-    field stars to a small part of the EDSD prior's width, so each draw's
-    field integral uses the robust rule's field nodes placed once, at the
-    posterior mean of ``ln L`` (which saves half the per-draw work). Where
-    the field is too sparse for that, the draws' field integrals are off and
-    the fast rule, placed afresh at every draw, disagrees: the check shows
-    it.
+    Where the grid resolves every draw's cluster (no ``extra``), each draw's
+    cluster integral is summed on the cluster's nodes of the grid, with the
+    robust rule's weights. Otherwise it is the robust rule's, its nodes
+    placed for that draw: when a cluster's size is not resolved its draws
+    of ``sigma`` span orders of magnitude. The field's length scale is
+    pinned down by the field stars to a small part of the EDSD prior's
+    width, so each draw's field integral uses the robust rule's field nodes
+    placed once, at the posterior mean of ``ln L`` (which saves half the
+    per-draw work). Where the field is too sparse for that, the draws' field
+    integrals are off and the fast rule, placed afresh at every draw,
+    disagrees: the check shows it.
 
     Each star's distance CDF is summed on one grid: the field's nodes at the
     posterior mean and the cluster's for a Gaussian of mean ``ln D`` and
@@ -482,20 +495,18 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     expand = extra.shape[0] > 0
     k = jnp.sum(use)
     log_l, log_d, _, _ = jnp.tensordot(use, draws, 2) / k
-    u_c, _ = quadrature_nodes(plx, err, GaussianLogPrior(log_d, width))
+    u_c, lw_c = quadrature_nodes(plx, err, GaussianLogPrior(log_d, width))
     u_f, lw_f = quadrature_nodes(plx, err, EDSDLogPrior(log_l))
     u_x = jnp.broadcast_to(extra, (plx.shape[0], extra.shape[0]))
-    # One sorted grid of all the nodes, with the field rule's weights on the
-    # field's nodes and none on the others.
+    # One sorted grid of all the nodes, with each rule's weights on its own
+    # nodes and none on the others.
     grid = jnp.concatenate([u_c, u_f, u_x], axis=1)
     order = jnp.argsort(grid, axis=1)
     grid = jnp.take_along_axis(grid, order, axis=1)
-    lw_f = jnp.take_along_axis(
-        jnp.concatenate(
-            [jnp.full_like(u_c, -jnp.inf), lw_f, jnp.full_like(u_x, -jnp.inf)], axis=1
-        ),
-        order,
-        axis=1,
+    none_c, none_f, none_x = (jnp.full_like(u, -jnp.inf) for u in (u_c, u_f, u_x))
+    lw_c, lw_f = (
+        jnp.take_along_axis(jnp.concatenate(parts, axis=1), order, axis=1)
+        for parts in ((lw_c, none_f, none_x), (none_c, lw_f, none_x))
     )
     # The likelihood and its slope in u on the grid are the same for every
     # draw.
@@ -507,7 +518,11 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
         cluster = GaussianLogPrior(log_d, jnp.exp(log_sigma))
         field = EDSDLogPrior(log_l)
         log_q, log_1mq = jnp.log(q), jnp.log1p(-q)
-        a = log_q + log_marginal_likelihood(plx, err, cluster)
+        log_c = log_q + log_like + cluster.logpdf(grid)
+        if expand:
+            a = log_q + log_marginal_likelihood(plx, err, cluster)
+        else:
+            a = logsumexp(log_c + lw_c, axis=1)
         log_f = log_1mq + log_like + field.logpdf(grid)
         log_norm = jnp.logaddexp(a, logsumexp(log_f + lw_f, axis=1))
         fast = jnp.logaddexp(
@@ -517,7 +532,7 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
         member = jnp.exp(a - log_norm)
         # The star's distance posterior in u, per component, and the slope
         # of the part integrated along the grid.
-        dens_c = jnp.exp(log_q + log_like + cluster.logpdf(grid) - log_norm[:, None])
+        dens_c = jnp.exp(log_c - log_norm[:, None])
         dens_f = jnp.exp(log_f - log_norm[:, None])
         wide = dens_c
         if expand:

@@ -30,16 +30,28 @@ def test_best_mode_skips_searches_that_stopped_short():
     np.testing.assert_array_equal(best_mode(modes, log_p, hessians)[0], modes[0])
 
 
-@pytest.mark.parametrize("spread", [1.0, 10.0])
-def test_star_results_match_brute_force(spread):
+M67_SD = np.array([0.015, 0.0012, 0.085, 0.011])
+
+
+@pytest.mark.parametrize(
+    "size, sd, seed",
+    [
+        (0.0175, M67_SD, 4),
+        (0.0175, 10.0 * M67_SD, 4),
+        (0.0012, np.array([0.015, 0.0005, 0.28, 0.011]), 5),
+    ],
+)
+def test_star_results_match_brute_force(size, sd, seed):
     # Stars of every kind: members with precise and poor parallaxes, field
     # stars near and far, a barely detected star and a negative parallax.
-    # Draws scattered like M67's posterior (spread 1) and ten times wider.
+    # Draws scattered like M67's posterior and ten times wider, and a
+    # cluster 15 times narrower (1 pc at 837 pc) with its size resolved: too
+    # narrow for a grid of float32 nodes at absolute ln r (on one, a star's
+    # percentiles were off by 2.5e-4).
     plx = np.array([1.19, 1.2, 1.15, 1.3, 2.5, 0.4, 0.25, 1.0, -0.3, 1.19])
     err = np.array([0.02, 0.05, 0.3, 0.1, 0.05, 0.1, 0.2, 0.9, 0.5, 1.5])
-    rng = np.random.default_rng(4)
-    centre = np.array([np.log(470.0), np.log(837.0), np.log(0.0175), 0.42])
-    sd = spread * np.array([0.015, 0.0012, 0.085, 0.011])
+    rng = np.random.default_rng(seed)
+    centre = np.array([np.log(470.0), np.log(837.0), np.log(size), 0.42])
     draws = centre + sd * rng.normal(size=(16, 4))
     p_member, quantiles, check = star_results(plx, err, draws.astype(np.float32))
     for i in range(plx.size):
