@@ -37,6 +37,7 @@ from .marginal import (
     ProgressBar,
     best_mode,
     laplace,
+    mode_search_options,
     nuts_program,
     padded_size,
     padded_stars,
@@ -501,10 +502,13 @@ class ClusterDistance:
             def mode_search(starts, plx, err, weight):
                 return laplace(starts, plx, err, weight, priors)
 
+            options = mode_search_options()
             if kind == "laplace":
-                self._cache[key] = jax.jit(mode_search)
+                self._cache[key] = jax.jit(mode_search, compiler_options=options)
             elif kind == "laplace_many":
-                self._cache[key] = jax.jit(jax.vmap(mode_search))
+                self._cache[key] = jax.jit(
+                    jax.vmap(mode_search), compiler_options=options
+                )
             elif kind == "nuts":
                 num_warmup, num_samples, progress = settings
                 bar = ProgressBar(num_warmup + num_samples) if progress else None

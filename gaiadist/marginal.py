@@ -21,6 +21,7 @@ make that fast:
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ __all__ = [
     "POPULATION",
     "best_mode",
     "laplace",
+    "mode_search_options",
     "pad",
     "padded_stars",
     "padded_size",
@@ -146,6 +148,27 @@ def laplace(starts, plx, err, weight, priors):
         return x, -value, hessian
 
     return jax.lax.map(search, starts)
+
+
+@functools.cache
+def mode_search_options() -> dict:
+    """XLA options under which to compile `laplace`'s program.
+
+    On a CPU, XLA's fusion emitters generate fast loops slowly. Without
+    them the mode search, a few dozen evaluations of the posterior,
+    compiles in about half the time (0.8 s instead of 1.5 s for M67) and
+    runs a little slower (0.14 s instead of 0.12 s); the sampler and the
+    per-star program, which run far longer, would lose more than they gain.
+    Empty elsewhere, or where this XLA does not know the option.
+    """
+    options = {"xla_cpu_use_fusion_emitters": False}
+    if jax.default_backend() != "cpu":
+        return {}
+    try:
+        jax.jit(lambda x: x + 1.0, compiler_options=options).lower(1.0).compile()
+    except jax.errors.JaxRuntimeError:
+        return {}
+    return options
 
 
 def _newton(loss, derivatives, x0):
