@@ -350,7 +350,7 @@ class ClusterDistance:
             starts.astype(dtype), *data
         )
         centre, chol = _whitening_map(modes, log_p, hessians, starts[0])
-        z, diverging = run_chains(
+        draws, diverging = run_chains(
             run,
             keys,
             z0,
@@ -360,7 +360,7 @@ class ClusterDistance:
             progress=bar,
         )
         seconds = time.perf_counter() - start  # JAX is asynchronous until here
-        by_chain = to_parameters(z, centre, chol, self.priors)
+        by_chain = to_parameters(draws)
         theta = self._draws_for_stars(by_chain, seed)
         p_member, quantiles, check = star_results(plx, err, theta.astype(dtype))
         return by_chain, diverging, seconds, p_member, quantiles, check
@@ -394,18 +394,16 @@ class ClusterDistance:
         chols = np.stack([m[1] for m in maps]).astype(dtype)
         chains = [_chain_starts(s, num_chains) for s in seeds]
         run = self._compiled("nuts_many", dtype, num_warmup, num_samples)
-        z, diverging = run(
+        draws, diverging = run(
             np.stack([c[0] for c in chains]),
             np.stack([c[1] for c in chains]).astype(dtype),
             *data,
             centres,
             chols,
         )
-        z, diverging = np.asarray(z), np.asarray(diverging)
+        diverging = np.asarray(diverging)
         seconds = (time.perf_counter() - start) / len(jobs)
-        by_chain = [
-            to_parameters(z[i], *maps[i], self.priors) for i in range(len(jobs))
-        ]
+        by_chain = [to_parameters(d) for d in np.asarray(draws)]
         return [
             (
                 by_chain[i],

@@ -280,9 +280,9 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
     callable
         ``run(keys, z0, plx, err, weight, centre, chol)`` with one random key
         (``keys``, shape ``(c, 2)``) and one starting point (``z0``, shape
-        ``(c, 4)``) per chain, returning the draws of ``z``
-        (``(c, num_samples, 4)``) and whether each draw's transition diverged
-        (``(c, num_samples)``).
+        ``(c, 4)``) per chain, in the whitened coordinates, returning the
+        draws of the `POPULATION` parameters (``(c, num_samples, 4)``) and
+        whether each draw's transition diverged (``(c, num_samples)``).
     """
 
     def potential_fn_gen(plx, err, weight, centre, chol):
@@ -324,10 +324,16 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
         _, (z, diverging) = jax.lax.scan(
             step, states, None, length=num_warmup + num_samples
         )
-        z, diverging = z[num_warmup:], diverging[num_warmup:]
+        # The draws as parameter values, here rather than by eager operations
+        # on the host (each a small compilation in a new process).
+        x = centre + z[num_warmup:] @ chol.T
+        theta = jnp.stack(
+            [t(x[..., i]) for i, t in enumerate(transforms(priors))], axis=-1
+        )
+        diverging = diverging[num_warmup:]
         if one:
-            return z[None], diverging[None]
-        return jnp.swapaxes(z, 0, 1), jnp.swapaxes(diverging, 0, 1)
+            return theta[None], diverging[None]
+        return jnp.swapaxes(theta, 0, 1), jnp.swapaxes(diverging, 0, 1)
 
     return jax.jit(run)
 
@@ -398,15 +404,10 @@ class ProgressBar:
             self._bar = None
 
 
-def to_parameters(z: np.ndarray, centre: np.ndarray, chol: np.ndarray, priors) -> dict:
-    """Population parameters from whitened draws ``z`` of shape (..., 4)."""
-    x = centre + np.einsum("ij,...j->...i", chol, np.asarray(z, dtype=float))
-    return {
-        k: np.asarray(transform(jnp.asarray(x[..., i])), dtype=float)
-        for i, (k, transform) in enumerate(
-            zip(POPULATION, transforms(priors), strict=True)
-        )
-    }
+def to_parameters(theta: np.ndarray) -> dict:
+    """The draws of a `nuts_program`, shape (..., 4), by parameter name."""
+    theta = np.asarray(theta, dtype=float)
+    return {k: theta[..., i] for i, k in enumerate(POPULATION)}
 
 
 def star_results(plx, err, theta):
