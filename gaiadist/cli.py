@@ -522,13 +522,15 @@ def _output_path(
 
 
 #: The simulated cluster of ``gaiadist demo``: M67's published posterior.
-DEMO_SAMPLES = 2000  # NUTS draws per chain of the demo's cluster fit
 DEMO_TRUTH = {
     "distance": 837 * u.pc,
     "size": 14.6 * u.pc,
     "fraction": 0.42,
     "length_scale": 470 * u.pc,
 }
+
+#: NUTS draws per chain of the demo's cluster fit.
+DEMO_SAMPLES = 2000
 
 
 def _demo(args: argparse.Namespace) -> int:

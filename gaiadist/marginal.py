@@ -42,7 +42,7 @@ from .likelihood import (
     log_marginal_likelihood_fast,
     quadrature_nodes,
 )
-from .population import POPULATION, log_density, log_density_terms, transforms
+from .population import POPULATION, constrain, log_density, log_density_terms
 from .posterior import SIGMA_PROBS
 
 __all__ = [
@@ -329,10 +329,7 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
         )
         # The draws as parameter values, here rather than by eager operations
         # on the host (each a small compilation in a new process).
-        x = centre + z[num_warmup:] @ chol.T
-        theta = jnp.stack(
-            [t(x[..., i]) for i, t in enumerate(transforms(priors))], axis=-1
-        )
+        theta = constrain(centre + z[num_warmup:] @ chol.T, priors)
         diverging = diverging[num_warmup:]
         if one:
             return theta[None], diverging[None]

@@ -32,6 +32,7 @@ from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_likelihood, fast_no
 
 __all__ = [
     "POPULATION",
+    "constrain",
     "log_density",
     "log_density_terms",
     "log_likelihood_terms",
@@ -45,6 +46,11 @@ POPULATION = ("log_L", "log_D", "log_sigma", "Q")
 def transforms(priors) -> list:
     """The maps from the unconstrained ``x`` to the parameters (`POPULATION`)."""
     return [dist.biject_to(priors[k].support) for k in POPULATION]
+
+
+def constrain(x, priors):
+    """The `POPULATION` parameters from unconstrained ``x``, shape (..., 4)."""
+    return jnp.stack([t(x[..., i]) for i, t in enumerate(transforms(priors))], axis=-1)
 
 
 def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
@@ -113,9 +119,9 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
     g_c = (0.0, z / sigma, z * z - 1.0, 1.0 / q)
     g_f = (e - 3.0, 0.0, 0.0, -1.0 / (1.0 - q))
     member = jnp.sum(a, axis=0)
-    field = 1.0 - member
+    outside = 1.0 - member
     mean = [
-        _moment(a, g, member) + _moment(b, h, field)
+        _moment(a, g, member) + _moment(b, h, outside)
         for g, h in zip(g_c, g_f, strict=True)
     ]
     grad = jnp.stack([jnp.sum(weight * m) for m in mean])
@@ -134,7 +140,7 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
         (1, 1): -w_member / (sigma * sigma),
         (1, 2): -2.0 * jnp.sum(wa * z) / sigma,
         (2, 2): -2.0 * jnp.sum(wa * z * z),
-        (3, 3): -w_member / (q * q) - (weight @ field) / ((1.0 - q) * (1.0 - q)),
+        (3, 3): -w_member / (q * q) - (weight @ outside) / ((1.0 - q) * (1.0 - q)),
     }
     rows = [[None] * 4 for _ in range(4)]
     for i in range(4):
@@ -150,9 +156,9 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
 
 def _moment(weights, g, total):
     """Each star's ``sum_j weights_j g_j``; ``total`` is the weights' sum."""
-    if isinstance(g, float):
+    if jnp.ndim(g) == 0:
         return g * total
-    return jnp.sum(weights * g, axis=0) if g.ndim else g * total
+    return jnp.sum(weights * g, axis=0)
 
 
 def log_density_terms(x, plx, err, weight, priors, order: int = 0):
@@ -177,8 +183,7 @@ def log_density_terms(x, plx, err, weight, priors, order: int = 0):
             )
         return total
 
-    theta = jnp.stack([t(xk) for t, xk in zip(maps, x, strict=True)])
-    terms = log_likelihood_terms(theta, plx, err, weight, order)
+    terms = log_likelihood_terms(constrain(x, priors), plx, err, weight, order)
     value = scalar_terms(x) + terms[0]
     if order == 0:
         return (value,)
