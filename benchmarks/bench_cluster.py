@@ -51,7 +51,7 @@ def load(path: Path) -> Table:
     stars = stars[(plx > 0.2) & (plx < 3)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GaiadistWarning)
-        return apply_zeropoint(stars, extrapolate=True)
+        return apply_zeropoint(stars)
 
 
 def timed_fit(label: str, model: ClusterDistance, stars: Table, **kwargs) -> float:

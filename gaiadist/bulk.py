@@ -50,6 +50,7 @@ def bulk_star_distances(
     *,
     model: StarDistance | None = None,
     zeropoint: bool = True,
+    strict_zeropoint: bool = False,
     columns: list[str] | None = None,
     chunk_rows: int = 200_000,
     workers: int = 1,
@@ -71,8 +72,11 @@ def bulk_star_distances(
         L = 1.35 kpc). A length scale given as a column name is read from
         each chunk.
     zeropoint : bool, optional
-        Apply the Lindegren et al. (2021) zero point (with ``extrapolate=True``)
+        Apply the Lindegren et al. (2021) zero point (`~gaiadist.apply_zeropoint`)
         where its input columns are present.
+    strict_zeropoint : bool, optional
+        Correct only the sources inside the zero point's calibration, as
+        ``apply_zeropoint(strict=True)`` does; the others get NaN distances.
     columns : list of str, optional
         Input columns to keep in the output, in the given order; by default
         every column. The distance columns (and the zero point's) are added.
@@ -114,6 +118,7 @@ def bulk_star_distances(
     settings = {
         "model": model,
         "zeropoint": bool(zeropoint),
+        "strict_zeropoint": bool(strict_zeropoint),
         "columns": None if columns is None else list(columns),
         "chunk_rows": int(chunk_rows),
     }
@@ -259,7 +264,7 @@ def _distances(chunk: QTable, settings: dict) -> QTable:
     """The chunk with the zero point (where possible) and the distances added."""
     original = list(chunk.colnames)
     if settings["zeropoint"] and all(c in original for c in ZEROPOINT_COLUMNS):
-        chunk = apply_zeropoint(chunk, extrapolate=True)
+        chunk = apply_zeropoint(chunk, strict=settings["strict_zeropoint"])
     out = settings["model"].fit(chunk)
     if settings["columns"] is not None:
         missing = [c for c in settings["columns"] if c not in original]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import astropy.units as u
@@ -12,12 +13,12 @@ import numpy as np
 
 from .bulk import bulk_star_distances
 from .cluster import ClusterDistance
-from .columns import read_table, write_table
+from .columns import check_table_file, column_values, read_table, write_table
 from .compilation import default_compilation_cache, use_compilation_cache
 from .exceptions import GaiadistError
 from .query import query_cone
-from .simulate import cluster_field
-from .stars import StarDistance
+from .simulate import M67_LIKE, cluster_field
+from .stars import DistanceFlag, StarDistance
 from .surveys import MODES, survey
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="gaiadist", description="Distances from Gaia DR3 parallaxes."
     )
+    parser.add_argument("--version", action="version", version=f"gaiadist {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     stars = sub.add_parser(
         "stars",
@@ -87,16 +89,32 @@ def main(argv: list[str] | None = None) -> int:
         help="distance, size and members of a star cluster",
         description=(
             "Fit the hierarchical cluster + field model (ClusterDistance) to the "
-            "stars of a table: print the posterior summary and write every row "
-            "with p_member, r_med, r_lo and r_hi."
+            "stars of a table. Writes the posterior summary (D, approx_size, L, "
+            "Q, with the settings in its metadata) to STEM_summary.ecsv and "
+            "every input row to STEM_members.ecsv, with p_member, r_med, r_lo, "
+            "r_hi and r_flag; rows outside --parallax-range have NaN results and "
+            "r_flag 8 (EXCLUDED)."
         ),
     )
     cluster.add_argument("input", help="table file (FITS, VOTable, ECSV, CSV, ...)")
     cluster.add_argument(
-        "-o", "--output", help="output file (default: INPUT stem + _members.ecsv)"
+        "-o",
+        "--output",
+        help=(
+            "members file (default: INPUT stem + _members.ecsv); the summary "
+            "goes beside it, its name ending in _summary.ecsv"
+        ),
     )
-    cluster.add_argument("--method", choices=["marginal", "latent"], default="marginal")
-    cluster.add_argument("--distance-guess", help="where to start, e.g. '900 pc'")
+    cluster.add_argument(
+        "--method",
+        choices=["marginal", "latent"],
+        default="marginal",
+        help="marginal (distances integrated out) or latent (slow reference); "
+        "default: %(default)s",
+    )
+    cluster.add_argument(
+        "--distance-guess", help="where to start, with a unit, e.g. '900 pc'"
+    )
     _add_fit_options(cluster, "e.g. 0.2 3 for M67")
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
     cluster.add_argument(
@@ -104,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FOLDER",
         help="also write corner.png, predictive.png and (with photometry) cmd.png",
     )
-    cluster.add_argument(
-        "--no-zeropoint", action="store_true", help="do not apply the zero point"
-    )
+    _add_zeropoint_options(cluster)
     cluster.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
     )
@@ -129,16 +145,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TEMPLATE",
         help="star files instead of cone searches, e.g. 'cones/{name}.fits'",
     )
-    surveyp.add_argument("--mode", choices=list(MODES), default="sequential")
-    surveyp.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    surveyp.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default="sequential",
+        help="how the clusters run (default: %(default)s)",
+    )
+    surveyp.add_argument(
+        "--workers", type=int, default=2, help="processes (default: %(default)s)"
+    )
     surveyp.add_argument(
         "--scheduler", help="address of a running Dask scheduler (--mode dask)"
     )
     surveyp.add_argument(
-        "--batch-size", type=int, default=8, help="clusters per program (batched)"
+        "--batch-size",
+        type=int,
+        default=8,
+        help="clusters per program, --mode batched (default: %(default)s)",
     )
     surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
     _add_fit_options(surveyp, "default: all")
+    surveyp.add_argument(
+        "--strict-zeropoint",
+        action="store_true",
+        help=_STRICT_HELP,
+    )
     bulk = sub.add_parser(
         "bulk",
         help="distances of every star in many large files, to Parquet (resumable)",
@@ -152,15 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     bulk.add_argument("-o", "--output", required=True, help="output folder")
     _add_prior_options(bulk)
     bulk.add_argument("--columns", help="comma-separated input columns to keep")
-    bulk.add_argument("--chunk-rows", type=int, default=200_000)
-    bulk.add_argument("--workers", type=int, default=1, help="Dask local processes")
+    bulk.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=200_000,
+        help="rows per chunk and per Parquet part (default: %(default)s)",
+    )
+    bulk.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Dask local processes (default: %(default)s)",
+    )
     bulk.add_argument("--scheduler", help="address of a running Dask scheduler")
     zeropoint = sub.add_parser(
         "zeropoint",
         help="add the Lindegren et al. (2021) parallax zero point to a table",
         description=(
-            "Add zpt, parallax_corrected and zpt_valid to every row of a Gaia "
-            "DR3 table (gaiadr3-zeropoint)."
+            "Add zpt, parallax_corrected, zpt_valid and zpt_flag to every row of "
+            "a Gaia DR3 table: the recipe's value (gaiadr3-zeropoint), at the "
+            "edge of its range outside it, and -0.017 mas where it cannot be "
+            "computed, as Bailer-Jones et al. (2021) did."
         ),
     )
     zeropoint.add_argument("input", help="table file (FITS, VOTable, ECSV, CSV, ...)")
@@ -168,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "-o", "--output", help="output file (default: INPUT stem + _zpt.ecsv)"
     )
     zeropoint.add_argument(
-        "--extrapolate",
-        action="store_true",
-        help="keep the recipe's clamped value outside its magnitude/colour range",
+        "--strict", action="store_true", dest="strict_zeropoint", help=_STRICT_HELP
     )
     zeropoint.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file"
@@ -185,14 +226,32 @@ def main(argv: list[str] | None = None) -> int:
             "write the tables."
         ),
     )
-    demo.add_argument("-o", "--output", default="gaiadist_demo", help="output folder")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--stars", type=int, default=4000, help="stars in the cone")
+    demo.add_argument(
+        "-o",
+        "--output",
+        default="gaiadist_demo",
+        help="output folder (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the simulation and the sampler (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--stars",
+        type=int,
+        default=4000,
+        help="stars in the simulated cone (default: %(default)s)",
+    )
     parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error"
     )
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing but errors"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing but errors (no results, warnings or progress bars)",
     )
     parser.add_argument(
         "--compile-cache",
@@ -211,6 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     _QUIET[0] = args.quiet
     if args.command in _COMPILING and not args.no_compile_cache:
         use_compilation_cache(args.compile_cache)
+    with warnings.catch_warnings():
+        if args.quiet:
+            warnings.simplefilter("ignore")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; a gaiadist error is one line and status 2."""
     run = {
         "stars": _stars,
         "query": _query,
@@ -232,6 +299,17 @@ def main(argv: list[str] | None = None) -> int:
 _QUIET = [False]
 #: The commands that run compiled JAX programs.
 _COMPILING = {"stars", "cluster", "demo", "survey", "bulk"}
+_STRICT_HELP = (
+    "correct only the sources inside the zero point's calibration; the others "
+    "get NaN (default: the recipe's edge value outside its range, -0.017 mas "
+    "where it cannot be computed)"
+)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def _say(*args, **kwargs) -> None:
@@ -242,12 +320,7 @@ def _say(*args, **kwargs) -> None:
 
 def _query(args: argparse.Namespace) -> int:
     target = _target(args.target)
-    try:
-        radius = u.Quantity(args.radius)
-    except (TypeError, ValueError):
-        raise GaiadistError(
-            f"radius {args.radius!r} is not an angle such as '30 arcmin'"
-        ) from None
+    radius = _quantity(args.radius, u.deg, "radius")
     columns = args.columns.split(",") if args.columns else None
     options = {
         "columns": columns,
@@ -287,10 +360,11 @@ def _slug(text: str) -> str:
 
 
 def _stars(args: argparse.Namespace) -> int:
+    check_table_file(args.input)
     output = _output_path(args, "_distances.ecsv")
     table = read_table(args.input)
     _say(f"read {len(table)} rows from {args.input}")
-    table = _zeropoint(table, args.no_zeropoint)
+    table = _zeropoint(table, args.no_zeropoint, strict=args.strict_zeropoint)
 
     model = _star_model(args, table.colnames)
     start = time.perf_counter()
@@ -300,7 +374,7 @@ def _stars(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     ok = np.asarray(out["r_flag"]) == 0
     _say(
-        f"distances: {ok.sum()} of {len(out)} stars in {elapsed:.2f} s "
+        f"distances: {np.count_nonzero(ok)} of {len(out)} stars in {elapsed:.2f} s "
         f"({args.prior} prior, L = {args.length_scale})"
     )
     plx = "parallax_corrected" if "parallax_corrected" in out.colnames else "parallax"
@@ -330,51 +404,79 @@ def _zeropoint(table, skip: bool, **options):
         return table
     table = apply_zeropoint(table, **options)
     valid = np.asarray(table["zpt_valid"])
-    zpt = u.Quantity(table["zpt"][valid])
+    zpt = column_values(table, "zpt", u.mas)[valid]
+    median = f"{np.median(zpt):.4f} mas" if zpt.size else "none"
     _say(
-        f"zero point: median {np.median(zpt):.4f} over the {valid.sum()} "
-        "sources inside the recipe's validity"
+        f"zero point: median {median} over the {np.count_nonzero(valid)} "
+        f"of {len(table)} sources inside the recipe's calibration"
     )
     return table
 
 
 def _cluster(args: argparse.Namespace) -> int:
+    check_table_file(args.input)
     output = _output_path(args, "_members.ecsv")
-    table = read_table(args.input)
-    _say(f"read {len(table)} rows from {args.input}")
-    table = _zeropoint(table, args.no_zeropoint, extrapolate=True)
-    plx = u.Quantity(table["parallax"], u.mas)
-    keep = np.ones(len(table), dtype=bool)
-    if args.parallax_range is not None:
-        lo, hi = args.parallax_range
-        keep = (plx > lo * u.mas) & (plx < hi * u.mas)
-        _say(f"kept {keep.sum()} stars with {lo} < parallax < {hi} mas")
+    summary_path = _summary_path(output, args.overwrite)
     guess = None
     if args.distance_guess:
         guess = _quantity(args.distance_guess, u.pc, "--distance-guess")
     model = ClusterDistance(args.method, distance_guess=guess)
+    if args.parallax_range is not None:
+        _check_range(args.parallax_range)
+    table = read_table(args.input)
+    _say(f"read {len(table)} rows from {args.input}")
+    table = _zeropoint(table, args.no_zeropoint, strict=args.strict_zeropoint)
     start = time.perf_counter()
     fit = model.fit(
-        table[keep],
+        table,
         seed=args.seed,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
         num_chains=args.num_chains,
+        parallax_range=args.parallax_range,
         progress=args.progress,
     )
     elapsed = time.perf_counter() - start
-    _say(f"{args.method} fit of {keep.sum()} stars in {elapsed:.1f} s")
+    flag = np.asarray(fit.table["r_flag"])
+    used = np.count_nonzero(flag == 0)
+    if args.parallax_range is not None:
+        lo, hi = args.parallax_range
+        kept = np.count_nonzero((flag & DistanceFlag.EXCLUDED) == 0)
+        _say(f"selected {kept} of {len(flag)} stars, {lo:g} < parallax < {hi:g} mas")
+    _say(f"{args.method} fit of {used} stars in {elapsed:.1f} s")
     summary = fit.summary()
+    summary.meta["gaiadist"]["input"] = str(args.input)
     _say(_formatted(summary))
-    members = np.nansum(fit.table["p_member"])
-    _say(f"sum of membership probabilities: {members:.1f}")
+    _say(
+        f"members: {summary.meta['n_members']} stars with p_member > 0.5; sum "
+        f"of membership probabilities {summary.meta['sum_p_member']:.1f}"
+    )
     write_table(fit.table, output, overwrite=args.overwrite)
-    _say(f"wrote {output}")
+    write_table(summary, summary_path, overwrite=args.overwrite)
+    _say(f"wrote {summary_path} and {output}")
     if args.plots:
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
         _save_figures(_cluster_figures(fit, folder, seed=args.seed))
     return 0
+
+
+def _summary_path(members: Path, overwrite: bool) -> Path:
+    """Where ``cluster`` writes its summary: beside the members file."""
+    stem = members.name.split(".")[0].removesuffix("_members")
+    path = members.with_name(stem + "_summary.ecsv")
+    if path.exists() and not overwrite:
+        raise GaiadistError(f"{path} exists; pass --overwrite to replace it")
+    return path
+
+
+def _check_range(bounds) -> None:
+    lo, hi = bounds
+    if not lo < hi:
+        raise GaiadistError(
+            f"--parallax-range {lo:g} {hi:g} is empty: give MIN before MAX, "
+            f"e.g. --parallax-range {min(lo, hi):g} {max(lo, hi):g}"
+        )
 
 
 def _cluster_figures(fit, folder: Path, *, seed: int, truth=None) -> dict:
@@ -409,10 +511,13 @@ def _save_figures(figures: dict) -> None:
 
 
 def _survey(args: argparse.Namespace) -> int:
+    check_table_file(args.input)
+    if args.parallax_range is not None:
+        _check_range(args.parallax_range)
     catalogue = read_table(args.input)
     _say(f"read {len(catalogue)} clusters from {args.input}")
     out = survey(
-        catalogue,
+        args.input,
         args.output,
         stars=args.stars,
         mode=args.mode,
@@ -425,6 +530,7 @@ def _survey(args: argparse.Namespace) -> int:
         num_samples=args.num_samples,
         num_chains=args.num_chains,
         query={"tap_url": args.tap_url} if args.tap_url else None,
+        strict_zeropoint=args.strict_zeropoint,
         progress=False if args.quiet else None,
     )
     view = out["name", "status", "D", "D_sd", "approx_size", "Q", "n_members"]
@@ -454,6 +560,7 @@ def _bulk(args: argparse.Namespace) -> int:
         args.output,
         model=model,
         zeropoint=not args.no_zeropoint,
+        strict_zeropoint=args.strict_zeropoint,
         columns=args.columns.split(",") if args.columns else None,
         chunk_rows=args.chunk_rows,
         workers=args.workers,
@@ -474,27 +581,33 @@ def _bulk(args: argparse.Namespace) -> int:
 
 
 def _formatted(summary):
-    """The fit summary with print formats: 4 digits, whole ESS, 3-decimal r_hat."""
+    """The fit summary with print formats: 4 digits, 3-decimal r_hat."""
     for name in ("mean", "sd", "hdi_3%", "hdi_97%", "truth"):
         if name in summary.colnames:
             summary[name].info.format = ".4g"
-    for name in ("ess_bulk", "ess_tail"):
-        summary[name].info.format = ".0f"
     summary["r_hat"].info.format = ".3f"
     return summary
 
 
 def _quantity(text: str, unit: u.UnitBase, option: str) -> u.Quantity:
+    """``text`` as a Quantity of ``unit``'s kind; a bare number is refused."""
+    wanted = {
+        "length": "a length such as '900 pc' or '1.35kpc'",
+        "angle": "an angle such as '30 arcmin'",
+    }.get(str(unit.physical_type), f"a quantity in {unit}")
     try:
         value = u.Quantity(text)
-        return value * unit if value.unit == u.dimensionless_unscaled else value
     except (TypeError, ValueError):
-        raise GaiadistError(
-            f"{option} {text!r} is not a quantity such as '900 pc'"
-        ) from None
+        raise GaiadistError(f"{option} {text!r} is not {wanted}") from None
+    if value.unit == u.dimensionless_unscaled:
+        raise GaiadistError(f"{option} {text!r} has no unit: give {wanted}")
+    if not value.unit.is_equivalent(unit):
+        raise GaiadistError(f"{option} {text!r} is in {value.unit}: give {wanted}")
+    return value
 
 
 def _zeropoint_command(args: argparse.Namespace) -> int:
+    check_table_file(args.input)
     output = _output_path(args, "_zpt.ecsv")
     table = read_table(args.input)
     _say(f"read {len(table)} rows from {args.input}")
@@ -503,7 +616,7 @@ def _zeropoint_command(args: argparse.Namespace) -> int:
         raise GaiadistError(
             f"the table lacks the zero point's input columns {', '.join(missing)}"
         )
-    table = _zeropoint(table, False, extrapolate=args.extrapolate)
+    table = _zeropoint(table, False, strict=args.strict_zeropoint)
     write_table(table, output, overwrite=args.overwrite)
     _say(f"wrote {output}")
     return 0
@@ -521,14 +634,6 @@ def _output_path(
     return output
 
 
-#: The simulated cluster of ``gaiadist demo``: M67's published posterior.
-DEMO_TRUTH = {
-    "distance": 837 * u.pc,
-    "size": 14.6 * u.pc,
-    "fraction": 0.42,
-    "length_scale": 470 * u.pc,
-}
-
 #: NUTS draws per chain of the demo's cluster fit.
 DEMO_SAMPLES = 2000
 
@@ -537,13 +642,13 @@ def _demo(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    stars = cluster_field(args.stars, seed=args.seed, **DEMO_TRUTH)
+    stars = cluster_field(args.stars, seed=args.seed, **M67_LIKE)
     _say(
         f"simulated {len(stars)} Gaia DR3 stars around M67's position: a cluster "
-        f"at {DEMO_TRUTH['distance']} with {stars.meta['truth']['n_members']} "
+        f"at {M67_LIKE['distance']} with {stars.meta['truth']['n_members']} "
         "members, the rest field stars"
     )
-    stars = _zeropoint(stars, False, extrapolate=True)
+    stars = _zeropoint(stars, False)
     # No parallax cut: the model's field is the whole EDSD population, and a
     # cut would bias L and Q away from the truth they are compared with.
     # Without the cut the size is loosely constrained and skewed, and the
@@ -600,25 +705,55 @@ def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:
         metavar=("MIN", "MAX"),
         help=f"keep stars with MIN < parallax < MAX (mas); {range_note}",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-warmup", type=int, default=300)
-    parser.add_argument("--num-samples", type=int, default=1000)
-    parser.add_argument("--num-chains", type=int, default=2)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sampler seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-warmup",
+        type=int,
+        default=300,
+        help="NUTS warm-up steps per chain (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=1000,
+        help="NUTS draws per chain (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-chains",
+        type=int,
+        default=2,
+        help="NUTS chains (default: %(default)s)",
+    )
 
 
 def _add_prior_options(parser: argparse.ArgumentParser) -> None:
     """The distance prior and zero point options of ``stars`` and ``bulk``."""
-    parser.add_argument("--prior", choices=["edsd", "ggd"], default="edsd")
+    parser.add_argument(
+        "--prior",
+        choices=["edsd", "ggd"],
+        default="edsd",
+        help="distance prior: exponentially decreasing space density or "
+        "generalised gamma (default: %(default)s)",
+    )
     parser.add_argument(
         "--length-scale",
         default="1.35 kpc",
-        help="prior length scale with a unit, or a column name (default: 1.35 kpc)",
+        help="prior length scale with a unit, e.g. '1.35kpc' or '500 pc', or a "
+        "column name (default: %(default)s)",
     )
     parser.add_argument("--alpha", type=float, help="generalised gamma alpha")
     parser.add_argument("--beta", type=float, help="generalised gamma beta")
+    _add_zeropoint_options(parser)
+
+
+def _add_zeropoint_options(parser: argparse.ArgumentParser) -> None:
+    """The zero point options of ``stars``, ``bulk`` and ``cluster``."""
     parser.add_argument(
         "--no-zeropoint", action="store_true", help="do not apply the zero point"
     )
+    parser.add_argument("--strict-zeropoint", action="store_true", help=_STRICT_HELP)
 
 
 def _star_model(args: argparse.Namespace, colnames: list[str] | None) -> StarDistance:
@@ -647,4 +782,9 @@ def _length_scale(text: str, colnames: list[str] | None) -> u.Quantity | str:
             f"--length-scale {text!r} is neither a length such as '1.35 kpc' nor "
             "a column of the table"
         ) from None
-    return value * u.pc if value.unit == u.dimensionless_unscaled else value
+    if value.unit == u.dimensionless_unscaled:
+        raise GaiadistError(
+            f"--length-scale {text!r} has no unit: give a length such as "
+            "'1.35kpc' or '500 pc', or a column name"
+        )
+    return value

@@ -15,6 +15,7 @@ as the tutorial did, and is the slow reference for the fast path.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -29,7 +30,7 @@ import numpyro.distributions as dist
 from astropy.table import QTable, Table
 from numpyro.infer import MCMC, NUTS, init_to_value
 
-from .columns import read_table
+from .columns import column_values, quantity_values, read_table
 from .exceptions import GaiadistWarning, InputError
 from .likelihood import _LN_SQRT_2PI
 from .marginal import (
@@ -47,8 +48,13 @@ from .marginal import (
     whitening,
 )
 from .posterior import SIGMA_PROBS
-from .provenance import record
-from .stars import _warn_flagged, add_distance_columns, parallax_inputs
+from .provenance import describe_distribution, record
+from .stars import (
+    DistanceFlag,
+    _warn_flagged,
+    add_distance_columns,
+    parallax_inputs,
+)
 
 __all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
 
@@ -125,7 +131,9 @@ class ClusterDistance:
                 raise InputError(f"prior {name!r} must be a NumPyro distribution")
             self.priors[name] = prior
         self.distance_guess = (
-            None if distance_guess is None else u.Quantity(distance_guess, u.pc).value
+            None
+            if distance_guess is None
+            else float(quantity_values(distance_guess, u.pc, "distance_guess"))
         )
         self.num_draws = int(num_draws)
         self._cache = {}
@@ -138,6 +146,7 @@ class ClusterDistance:
         num_warmup: int = 300,
         num_samples: int = 1000,
         num_chains: int = 2,
+        parallax_range: tuple[float, float] | None = None,
         progress: bool = False,
     ) -> ClusterFit:
         """Sample the posterior of the cluster model for the stars in ``table``.
@@ -153,6 +162,14 @@ class ClusterDistance:
             Random seed of the sampler.
         num_warmup, num_samples, num_chains : int, optional
             NUTS settings; chains run vectorised on one device.
+        parallax_range : (float, float), optional
+            Fit only the stars with ``min < parallax < max`` (mas, the
+            catalogue's ``parallax``, as the tutorial cut M67). The other
+            rows come back in ``fit.table`` with NaN results and the
+            `~gaiadist.DistanceFlag` ``EXCLUDED`` bit in ``r_flag``; the cut
+            is recorded in ``meta``. The model does not yet account for the
+            cut: it describes the selected stars as if they were the whole
+            field.
         progress : bool, optional
             Show NumPyro's progress bar.
 
@@ -168,7 +185,7 @@ class ClusterDistance:
             zero at every starting point (priors that exclude
             ``distance_guess``).
         """
-        job = self._prepare(table)
+        job = self._prepare(table, parallax_range=parallax_range)
         sample = self._fit_marginal if self.method == "marginal" else self._fit_latent
         result = sample(
             job.plx[job.usable],
@@ -185,6 +202,7 @@ class ClusterDistance:
             "num_warmup": num_warmup,
             "num_samples": num_samples,
             "num_chains": num_chains,
+            "parallax_range_mas": job.parallax_range,
         }
         return self._result(job, *result, settings)
 
@@ -197,6 +215,7 @@ class ClusterDistance:
         num_warmup: int = 300,
         num_samples: int = 1000,
         num_chains: int = 2,
+        parallax_range: tuple[float, float] | None = None,
     ) -> list[ClusterFit]:
         """Fit several clusters at once, in one compiled program.
 
@@ -216,8 +235,8 @@ class ClusterDistance:
             place of the model's own ``distance_guess``.
         seed : int or list of int, optional
             The sampler's seed, the same for every cluster or one per table.
-        num_warmup, num_samples, num_chains : int, optional
-            As for `fit`.
+        num_warmup, num_samples, num_chains, parallax_range : optional
+            As for `fit`; the same for every table.
 
         Returns
         -------
@@ -237,12 +256,14 @@ class ClusterDistance:
             raise InputError("fit_many needs at least one table")
         guesses = [self.distance_guess] * len(tables)
         if distance_guess is not None:
-            values = np.atleast_1d(u.Quantity(distance_guess, u.pc).value)
+            values = np.atleast_1d(
+                quantity_values(distance_guess, u.pc, "distance_guess")
+            )
             if values.shape != (len(tables),):
                 raise InputError("distance_guess needs one value per table")
             guesses = [float(g) if np.isfinite(g) else None for g in values]
         jobs = [
-            self._prepare(table, guess)
+            self._prepare(table, guess, parallax_range)
             for table, guess in zip(tables, guesses, strict=True)
         ]
         seeds = [int(s) for s in np.broadcast_to(np.asarray(seed), (len(jobs),))]
@@ -256,31 +277,46 @@ class ClusterDistance:
                 "num_warmup": num_warmup,
                 "num_samples": num_samples,
                 "num_chains": num_chains,
+                "parallax_range_mas": job.parallax_range,
                 "batch": len(jobs),
             }
             fits.append(self._result(job, *result, settings))
         return fits
 
-    def _prepare(self, table, distance_guess: float | None = None) -> _Job:
-        """Read the stars, check them and choose the starting point.
+    def _prepare(
+        self,
+        table,
+        distance_guess: float | None = None,
+        parallax_range: tuple[float, float] | None = None,
+    ) -> _Job:
+        """Read the stars, check them, make the cut and choose the starting point.
 
         ``distance_guess`` (pc) replaces the model's own when given.
         """
         table = read_table(table)
         plx_name, plx, err, flag = parallax_inputs(table)
+        cut = ""
+        if parallax_range is not None:
+            lo, hi = _parallax_range(parallax_range)
+            raw = column_values(table, "parallax", u.mas)
+            with np.errstate(invalid="ignore"):
+                inside = (raw > lo) & (raw < hi)
+            flag[~inside] |= np.uint8(DistanceFlag.EXCLUDED)
+            parallax_range = [lo, hi]
+            cut = f" inside {lo:g} < parallax < {hi:g} mas"
         usable = flag == 0
         n_usable = int(np.count_nonzero(usable))
         if n_usable < MIN_STARS:
             raise InputError(
-                f"only {n_usable} of {len(table)} rows have a finite {plx_name} and "
-                f"a positive parallax_error; the cluster model needs at least "
-                f"{MIN_STARS}"
+                f"only {n_usable} of {len(table)} rows{cut} have a finite "
+                f"{plx_name} and a positive parallax_error; the cluster model "
+                f"needs at least {MIN_STARS}"
             )
         _warn_flagged(flag)
         if distance_guess is None:
             distance_guess = self.distance_guess
         init = self._initial_values(plx[usable], err[usable], distance_guess)
-        return _Job(table, plx_name, plx, err, flag, usable, init)
+        return _Job(table, plx_name, plx, err, flag, usable, init, parallax_range)
 
     def _result(
         self, job, by_chain, diverging, seconds, p_member, quantiles, check, settings
@@ -326,7 +362,7 @@ class ClusterDistance:
             {
                 "method": self.method,
                 "parallax_column": job.plx_name,
-                "priors": {k: repr(v) for k, v in self.priors.items()},
+                "priors": {k: describe_distribution(v) for k, v in self.priors.items()},
                 **settings,
                 "stars_used": int(np.count_nonzero(usable)),
             },
@@ -656,8 +692,11 @@ class ClusterFit:
         -------
         `~astropy.table.Table`
             One row per parameter: mean, sd, the 94 % highest-density interval
-            (``hdi_3%``, ``hdi_97%``), bulk and tail effective sample sizes and
-            ``r_hat``, from ArviZ.
+            (``hdi_3%``, ``hdi_97%``), bulk and tail effective sample sizes
+            (whole numbers; -1 where undefined) and ``r_hat``, from ArviZ.
+            Its ``meta`` holds ``n_members`` (stars with ``p_member > 0.5``),
+            ``sum_p_member`` and the fit's provenance (``meta["gaiadist"]`` of `table`:
+            settings, priors, the cut, the zero point, package versions).
         """
         az = _import_arviz()
         frame = az.summary(
@@ -668,6 +707,13 @@ class ClusterFit:
         out["unit"] = [_UNITS.get(k, "") for k in frame.index]
         for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"):
             out[col] = np.asarray(frame[col], dtype=float)
+        for col in ("ess_bulk", "ess_tail"):  # -1 where ArviZ has no value
+            ess = out[col]
+            out[col] = np.where(np.isfinite(ess), np.round(ess), -1).astype(np.int64)
+        p_member = np.asarray(self.table["p_member"], dtype=float)
+        out.meta["n_members"] = int(np.count_nonzero(p_member > 0.5))
+        out.meta["sum_p_member"] = float(np.nansum(p_member))
+        out.meta["gaiadist"] = copy.deepcopy(self.table.meta.get("gaiadist", {}))
         return out
 
     def problems(self) -> list[str]:
@@ -732,6 +778,24 @@ class _Job(NamedTuple):
     flag: np.ndarray
     usable: np.ndarray
     init: dict
+    parallax_range: list[float] | None
+
+
+def _parallax_range(bounds) -> tuple[float, float]:
+    """``(min, max)`` in mas as floats (plain numbers are mas), or a clear error."""
+    try:
+        if isinstance(bounds, u.Quantity):
+            bounds = quantity_values(bounds, u.mas, "parallax_range")
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"parallax_range must be two numbers (min, max) in mas, not {bounds!r}"
+        ) from None
+    if not lo < hi:
+        raise InputError(
+            f"parallax_range ({lo:g}, {hi:g}) is empty: min must be less than max"
+        )
+    return lo, hi
 
 
 def _chain_starts(seed: int, num_chains: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import astropy.units as u
 import numpy as np
+from astropy.io.registry import IORegistryError
 from astropy.table import QTable, Table
 
 from .exceptions import InputError
 
 __all__ = [
     "GAIA_UNITS",
+    "check_table_file",
     "column_values",
     "gaia_conventions",
     "quantity_values",
@@ -52,6 +55,17 @@ GAIA_UNITS = {
     "radial_velocity_error": u.km / u.s,
 }
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz")
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+_FORMATS = (
+    "FITS (.fits, .fits.gz), VOTable (.vot, .xml), ECSV (.ecsv), "
+    "CSV (.csv, .csv.gz) or Parquet (.parquet)"
+)
+#: FITS keywords that describe one column by its number: they go stale as
+#: soon as columns are added or removed, so they become column descriptions
+#: (``TCOMMn``) and UCDs (``TUCDn``) on reading and are never copied on.
+_COLUMN_KEYWORD = re.compile(r"^T(COMM|UCD|UTYP)(\d+)$")
+#: The FITS keyword listing the metadata entries written as JSON text.
+_JSON_KEYS = "JSONMETA"
 
 
 def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
@@ -82,18 +96,32 @@ def read_gaia(path: str | os.PathLike, *, format: str | None = None) -> QTable:
         64-bit integer exactness (read as floating point numbers).
     """
     name = os.fspath(path)
+    check_table_file(name)
     if format is None:
         format = _format_of(name)
     try:
         table = QTable.read(name, format=format)
+    except IORegistryError:
+        raise InputError(
+            f"cannot tell the format of {name} from its name: gaiadist reads {_FORMATS}"
+        ) from None
     except ImportError as exc:
         raise InputError(f"cannot read {name!r}: {exc}") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(f"cannot read a table from {name!r}: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InputError(f"cannot read a table from {name}: {exc}") from None
     table = gaia_conventions(table, name)
     if len(table) == 0:
         raise InputError(f"{name!r} holds no rows: there are no sources to use")
     return table
+
+
+def check_table_file(path: str | os.PathLike) -> None:
+    """Raise `InputError` unless ``path`` is an existing file (not a folder)."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise InputError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise InputError(f"{name} is a folder, not a table file ({_FORMATS})")
 
 
 def gaia_conventions(table: Table, name: str) -> QTable:
@@ -104,6 +132,7 @@ def gaia_conventions(table: Table, name: str) -> QTable:
     ``source_id``.
     """
     table = QTable(table, copy=False)
+    table.meta = _meta_from_fits(table, table.meta)
     lower = [c.lower() for c in table.colnames]
     if len(set(lower)) != len(lower):
         raise InputError(
@@ -133,6 +162,10 @@ def _format_of(name: str) -> str | None:
         return "parquet"
     if lower.endswith((".vot", ".xml")):
         return "votable"
+    if lower.endswith(".ecsv"):
+        return "ascii.ecsv"
+    if lower.endswith(_FITS_SUFFIXES):
+        return "fits"
     return None
 
 
@@ -143,8 +176,13 @@ def write_table(
 
     As `read_gaia` reads them: FITS, VOTable (``.vot``, ``.xml``), ECSV,
     CSV (also compressed) and Parquet; any other extension is left to
-    astropy to recognise. In FITS, nested metadata (the provenance in
-    ``meta["gaiadist"]``) is written as JSON text.
+    astropy to recognise. Metadata survives a round trip through
+    `read_gaia` in every format: in FITS, nested entries (the provenance in
+    ``meta["gaiadist"]``) are written as JSON text, ``comments`` and
+    ``history`` as COMMENT and HISTORY cards, and column descriptions as
+    ``TCOMMn``. FITS keywords that describe a column by its number
+    (``TCOMMn``, ``TUCDn``, ``TUTYPn``) are not copied from ``meta``: they
+    would describe the wrong column once columns have been added.
 
     Raises
     ------
@@ -156,18 +194,79 @@ def write_table(
     if os.path.exists(name) and not overwrite:
         raise InputError(f"{name} exists; pass overwrite=True to replace it")
     format = _format_of(name)
-    if name.lower().endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-        # FITS headers hold only scalars: nested metadata (provenance, the
-        # truth of a simulation) goes in as JSON text instead of being lost.
-        table = table.copy(copy_data=False)
-        table.meta = {
-            k: json.dumps(v, default=str) if isinstance(v, dict | list) else v
-            for k, v in table.meta.items()
-        }
+    table = table.copy(copy_data=False)
+    meta = {k: v for k, v in table.meta.items() if not _COLUMN_KEYWORD.match(k)}
+    if name.lower().endswith(_FITS_SUFFIXES):
+        meta = _meta_for_fits(table, meta)
+    table.meta = meta
     try:
         table.write(name, format=format, overwrite=overwrite)
+    except IORegistryError:
+        raise InputError(
+            f"cannot tell which format to write {name} in from its name: "
+            f"gaiadist writes {_FORMATS}"
+        ) from None
     except (OSError, ValueError, TypeError, ImportError) as exc:
         raise InputError(f"cannot write {name!r}: {exc}") from None
+
+
+def _meta_for_fits(table: Table, meta: dict) -> dict:
+    """``meta`` as FITS header cards can hold it.
+
+    Nested entries (the provenance in ``meta["gaiadist"]``, a simulation's
+    truth) become JSON text, listed in the ``JSONMETA`` keyword so that
+    `read_gaia` turns them back; ``comments`` and ``history`` stay lists,
+    written as COMMENT and HISTORY cards; column descriptions go into
+    ``TCOMMn``.
+    """
+    out, encoded = {}, []
+    for key, value in meta.items():
+        if key.lower() in ("comments", "history") and isinstance(value, list):
+            out[key.lower()] = [str(line) for line in value]
+        elif isinstance(value, dict | list):
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+            encoded.append(key)
+        else:
+            out[key] = value
+    if encoded:
+        out[_JSON_KEYS] = ",".join(encoded)
+    for i, name in enumerate(table.colnames, start=1):
+        description = table[name].info.description
+        if description:
+            out[f"TCOMM{i}"] = str(description)
+    return out
+
+
+def _meta_from_fits(table: Table, meta: dict) -> dict:
+    """Undo `_meta_for_fits`, and turn the columns' FITS keywords into metadata.
+
+    ``TCOMMn`` becomes the description of column n (where it has none) and
+    ``TUCDn`` its ``meta["ucd"]``; neither is kept in the table's metadata,
+    where it would go stale. Entries listed in ``JSONMETA`` are parsed back.
+    """
+    out = {}
+    for key, value in meta.items():
+        match = _COLUMN_KEYWORD.match(key)
+        if match is None:
+            out["history" if key == "HISTORY" else key] = value
+            continue
+        kind, number = match.groups()
+        if 1 <= int(number) <= len(table.colnames):
+            col = table[table.colnames[int(number) - 1]]
+            if kind == "COMM" and not col.info.description:
+                col.info.description = str(value)
+            elif kind == "UCD":
+                col.info.meta = {**(col.info.meta or {}), "ucd": str(value)}
+    for key in str(out.pop(_JSON_KEYS, "")).split(","):
+        text = out.get(key.upper(), out.get(key)) if key else None
+        if isinstance(text, str):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue
+            out.pop(key.upper(), None)
+            out[key] = value
+    return out
 
 
 def read_table(data: Table | str | os.PathLike) -> Table:
@@ -270,12 +369,12 @@ def _data_of(col) -> np.ndarray:
 
 
 def quantity_values(value, unit: u.UnitBase | str, name: str) -> np.ndarray:
-    """Convert an argument (Quantity or plain number) to float64 values in ``unit``.
+    """Convert a Quantity argument to float64 values in ``unit``.
 
     Parameters
     ----------
-    value : `~astropy.units.Quantity`, float or array-like
-        Plain numbers are taken to be in ``unit``.
+    value : `~astropy.units.Quantity`
+        One value or an array of them, in any unit convertible to ``unit``.
     unit : `~astropy.units.UnitBase` or str
         The unit wanted.
     name : str
@@ -289,13 +388,19 @@ def quantity_values(value, unit: u.UnitBase | str, name: str) -> np.ndarray:
     Raises
     ------
     InputError
-        If ``value`` has a unit that cannot be converted to ``unit``.
+        If ``value`` is a plain number (which unit it is in would be a
+        guess), or has a unit that cannot be converted to ``unit``.
     """
-    if isinstance(value, u.Quantity):
-        try:
-            return np.asarray(value.to_value(unit), dtype=np.float64)
-        except u.UnitConversionError:
-            raise InputError(
-                f"{name} is in {value.unit}, which cannot be converted to {unit}"
-            ) from None
-    return np.asarray(value, dtype=np.float64)
+    unit = u.Unit(unit)
+    wanted = {
+        "length": "a length such as 1.35 * u.kpc",
+        "angle": "an angle such as 0.5 * u.deg",
+    }.get(str(unit.physical_type), f"a Quantity in {unit}")
+    if not isinstance(value, u.Quantity):
+        raise InputError(
+            f"{name} needs a unit: give {wanted}, not the plain number {value!r}"
+        )
+    try:
+        return np.asarray(value.to_value(unit), dtype=np.float64)
+    except u.UnitConversionError:
+        raise InputError(f"{name} is in {value.unit}: give {wanted}") from None

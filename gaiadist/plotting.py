@@ -16,6 +16,7 @@ from .exceptions import InputError
 __all__ = ["cmd_plot", "corner_plot", "predictive_plot", "star_distance_plot"]
 
 _CORNER = ("D", "approx_size", "L", "Q")
+_TRUTH_COLOUR = "tab:red"
 _LABELS = {
     "D": "D [pc]",
     "approx_size": "approx. size [pc]",
@@ -27,6 +28,10 @@ _LABELS = {
 def corner_plot(fit, *, truth: dict | None = None):
     """Corner plot of the posterior of D, approx_size, L and Q.
 
+    Each panel of the diagonal is titled with the posterior mean and
+    standard deviation, and marks the 94 % highest-density interval, as
+    `~gaiadist.ClusterFit.summary` gives them.
+
     Parameters
     ----------
     fit : `~gaiadist.ClusterFit`
@@ -36,24 +41,60 @@ def corner_plot(fit, *, truth: dict | None = None):
         ``meta["truth"]``).
     """
     import corner
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    summary = {row["parameter"]: row for row in fit.summary()}
     samples = np.column_stack([fit.samples[k].reshape(-1) for k in _CORNER])
     truths = None if truth is None else [truth.get(k) for k in _CORNER]
-    return corner.corner(
+    fig = plt.figure(figsize=(8, 8))
+    corner.corner(
         samples,
+        fig=fig,
         labels=[_LABELS[k] for k in _CORNER],
         truths=truths,
-        quantiles=[0.16, 0.5, 0.84],
-        show_titles=True,
-        title_fmt=".3g",
+        truth_color=_TRUTH_COLOUR,
+        label_kwargs={"fontsize": 10},
     )
+    axes = np.asarray(fig.axes).reshape(len(_CORNER), len(_CORNER))
+    for i, name in enumerate(_CORNER):
+        row = summary[name]
+        ax = axes[i, i]
+        for edge in (row["hdi_3%"], row["hdi_97%"]):
+            ax.axvline(edge, color="k", ls="--", lw=0.8)
+        unit = f" {row['unit']}" if row["unit"] else ""
+        ax.set_title(f"{name} = {_mean_sd(row['mean'], row['sd'])}{unit}", fontsize=9)
+    handles = [
+        Line2D([], [], color="k", ls="--", lw=0.8, label="94 % HDI"),
+    ]
+    if truth is not None:
+        handles.append(Line2D([], [], color=_TRUTH_COLOUR, label="truth"))
+    fig.legend(
+        handles=handles,
+        loc="upper right",
+        frameon=False,
+        title="titles: posterior mean ± sd",
+    )
+    return fig
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    """``mean ± sd`` with the sd to two significant digits, the mean to match."""
+    if not (np.isfinite(sd) and sd > 0):
+        return f"{mean:.4g}"
+    digits = max(0, 1 - int(np.floor(np.log10(sd))))
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def cmd_plot(table: Table):
-    """Colour-magnitude diagram coloured by membership probability.
+    """Colour-magnitude diagram of the members, over the field.
 
     Absolute G comes from each star's ``r_med``:
-    ``M_G = G - 5 log10(r_med / 10 pc)`` (no extinction).
+    ``M_G = G - 5 log10(r_med / 10 pc)`` (no extinction). Stars with
+    ``p_member >= 0.5`` are coloured by their membership probability, drawn
+    from the least to the most probable; the others are grey. Where the
+    table knows the truth (a simulation's ``true_member``), a second panel
+    shows the true members.
 
     Parameters
     ----------
@@ -70,21 +111,47 @@ def cmd_plot(table: Table):
     ok = np.isfinite(colour) & np.isfinite(g) & np.isfinite(r) & np.isfinite(p)
     if not np.any(ok):
         raise InputError("no row has finite bp_rp, phot_g_mean_mag, r_med, p_member")
-    order = np.argsort(p[ok])  # members on top
-    fig, ax = plt.subplots(figsize=(5.5, 6.5), layout="constrained")
-    points = ax.scatter(
-        colour[ok][order],
-        (g - 5.0 * np.log10(r / 10.0))[ok][order],
-        c=p[ok][order],
-        s=4,
-        cmap="viridis",
-        vmin=0,
-        vmax=1,
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abs_g = g - 5.0 * np.log10(r / 10.0)
+    truth = "true_member" in table.colnames
+    fig, axes = plt.subplots(
+        1,
+        2 if truth else 1,
+        figsize=(10, 6) if truth else (5.5, 6),
+        layout="constrained",
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
+    ax = axes[0, 0]
+    field = ok & (p < 0.5)
+    member = ok & (p >= 0.5)
+    ax.scatter(colour[field], abs_g[field], s=2, c="0.75", label="p_member < 0.5")
+    order = np.flatnonzero(member)[np.argsort(p[member])]  # most probable on top
+    points = ax.scatter(
+        colour[order],
+        abs_g[order],
+        c=p[order],
+        s=6,
+        cmap="viridis",
+        vmin=0.5,
+        vmax=1,
+        label="p_member ≥ 0.5",
+    )
+    ax.set_title(f"{np.count_nonzero(member)} stars with p_member ≥ 0.5")
+    fig.colorbar(points, ax=axes[0, -1], label="membership probability")
+    if truth:
+        true = ok & np.asarray(table["true_member"], dtype=bool)
+        other = axes[0, 1]
+        other.scatter(colour[ok & ~true], abs_g[ok & ~true], s=2, c="0.75")
+        other.scatter(colour[true], abs_g[true], s=6, c="k", label="true members")
+        other.set_title(f"{np.count_nonzero(true)} true members (simulation)")
+        other.legend(loc="upper right", markerscale=2)
+    ax.legend(loc="upper right", markerscale=2)
     ax.invert_yaxis()
-    ax.set_xlabel("BP - RP [mag]")
-    ax.set_ylabel("absolute G [mag] (from r_med)")
-    fig.colorbar(points, ax=ax, label="membership probability")
+    for each in axes[0]:
+        each.set_xlabel("BP - RP [mag]")
+    ax.set_ylabel("absolute G [mag] (from r_med, no extinction)")
     return fig
 
 
@@ -105,10 +172,15 @@ def predictive_plot(fit, *, num_draws: int = 50, seed: int = 0):
     bins = np.linspace(lo, hi, 60)
     centres = 0.5 * (bins[1:] + bins[:-1])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained", sharex=True)
-    for ax, table, label in ((axes[0], post, "posterior"), (axes[1], prior, "prior")):
+    # The prior's panel is logarithmic: its band is drawn down to half a star
+    # per bin, the axis's floor, rather than to zero.
+    for ax, table, label, floor in (
+        (axes[0], post, "posterior", 0.0),
+        (axes[1], prior, "prior", 0.5),
+    ):
         reps = table["parallax_rep"].to_value(u.mas)[used]
         counts = np.stack([np.histogram(rep, bins)[0] for rep in reps.T])
-        band = np.percentile(counts, [5, 50, 95], axis=0)
+        band = np.maximum(np.percentile(counts, [5, 50, 95], axis=0), floor)
         ax.fill_between(
             centres, band[0], band[2], step="mid", alpha=0.4, label=f"{label} 5-95 %"
         )
@@ -117,15 +189,21 @@ def predictive_plot(fit, *, num_draws: int = 50, seed: int = 0):
             observed[used], bins, histtype="step", color="k", lw=1.5, label="observed"
         )
         ax.set_xlabel("parallax [mas]")
-        ax.set_title(f"{label} predictive check")
+        ax.set_ylabel("stars per bin" + (" (log scale)" if floor else ""))
+        ax.set_title(f"{label} predictive check ({num_draws} catalogues)")
         ax.legend(fontsize="small")
-    axes[0].set_ylabel("stars per bin")
     axes[1].set_yscale("log")
+    axes[1].set_ylim(bottom=0.5)
     return fig
 
 
 def star_distance_plot(table: Table):
-    """Posterior distance against inverse parallax, with the 68 % intervals.
+    """Posterior distance against parallax, with the 68 % intervals.
+
+    The left panel plots ``r_med`` (``r_lo`` to ``r_hi``) against
+    ``1 / parallax`` for the positive parallaxes; the right one against
+    parallax over its error, which shows every star with a distance,
+    negative parallaxes included, and where the prior takes over.
 
     Parameters
     ----------
@@ -133,34 +211,58 @@ def star_distance_plot(table: Table):
         The output of `~gaiadist.StarDistance.fit`.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter
 
     name = (
         "parallax_corrected" if "parallax_corrected" in table.colnames else "parallax"
     )
     plx = column_values(table, name, u.mas)
+    err = column_values(table, "parallax_error", u.mas)
     r_med, r_lo, r_hi = (
         column_values(table, k, u.pc) for k in ("r_med", "r_lo", "r_hi")
     )
-    ok = np.isfinite(r_med) & (plx > 0)
-    if not np.any(ok):
-        raise InputError("no row has a positive parallax and a finite r_med")
-    fig, ax = plt.subplots(figsize=(6, 5.5), layout="constrained")
-    ax.errorbar(
-        1000.0 / plx[ok],
-        r_med[ok],
-        yerr=[r_med[ok] - r_lo[ok], r_hi[ok] - r_med[ok]],
-        fmt=".",
-        ms=2,
-        lw=0.3,
-        alpha=0.5,
+    done = np.isfinite(r_med)
+    if not np.any(done):
+        raise InputError("no row has a finite r_med")
+    with np.errstate(invalid="ignore"):
+        positive = done & (plx > 0)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 5), layout="constrained", sharey=True
     )
-    top = np.nanpercentile(r_hi[ok], 99)
-    ax.plot([0, top], [0, top], "k--", lw=1, label="r = 1 / parallax")
-    # Parallaxes near zero would stretch the axis to 1e6 pc and beyond.
-    ax.set_xlim(0.8 * np.min(1000.0 / plx[ok]), 10.0 * top)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"1 / {name} [pc]")
-    ax.set_ylabel("posterior distance r_med (r_lo to r_hi) [pc]")
-    ax.legend()
+    bars = {"fmt": ".", "ms": 2, "lw": 0.3, "alpha": 0.5}
+    top = np.nanpercentile(r_hi[done], 99)
+    if np.any(positive):
+        left.errorbar(
+            1000.0 / plx[positive],
+            r_med[positive],
+            yerr=[r_med[positive] - r_lo[positive], r_hi[positive] - r_med[positive]],
+            **bars,
+        )
+        left.plot([0, top], [0, top], "k--", lw=1, label="r = 1 / parallax")
+        # Parallaxes near zero would stretch the axis to 1e6 pc and beyond.
+        left.set_xlim(0.8 * np.min(1000.0 / plx[positive]), 10.0 * top)
+        left.legend(loc="upper left")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel(f"1 / {name} [pc]")
+    left.set_ylabel("posterior distance r_med (r_lo to r_hi) [pc]")
+    n_other = int(np.count_nonzero(done & ~positive))
+    left.set_title(
+        f"{np.count_nonzero(positive)} stars with {name} > 0"
+        + (f" ({n_other} more on the right)" if n_other else "")
+    )
+    snr = plx[done] / err[done]
+    right.errorbar(
+        snr,
+        r_med[done],
+        yerr=[r_med[done] - r_lo[done], r_hi[done] - r_med[done]],
+        **bars,
+    )
+    right.set_xscale("symlog", linthresh=1.0)
+    ticks = [-10, -3, -1, 0, 1, 3, 10, 30, 100, 300, 1000]
+    right.xaxis.set_major_locator(FixedLocator(ticks))
+    right.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    right.axvline(0, color="k", lw=0.5)
+    right.set_xlabel(f"{name} / parallax_error")
+    right.set_title(f"all {np.count_nonzero(done)} stars with a distance")
     return fig

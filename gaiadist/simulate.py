@@ -26,9 +26,20 @@ import numpy as np
 from astropy.coordinates import BarycentricMeanEcliptic, SkyCoord
 from astropy.table import QTable
 
+from .columns import quantity_values
 from .zeropoint import apply_zeropoint
 
-__all__ = ["cluster_field", "parallax_error_dr3"]
+__all__ = ["M67_LIKE", "cluster_field", "parallax_error_dr3"]
+
+#: `cluster_field` arguments for a cluster like M67: its published posterior
+#: (D = 836.9 pc, approx_size = 14.6 pc, Q = 0.424, L = 469.6 pc, rounded),
+#: the simulation of ``gaiadist demo``.
+M67_LIKE = {
+    "distance": 837 * u.pc,
+    "size": 14.6 * u.pc,
+    "fraction": 0.42,
+    "length_scale": 470 * u.pc,
+}
 
 _G_RANGE = (12.0, 20.9)  # inside the zero point's validity (6 < G < 21)
 _FIELD_SLOPE = 0.3  # star counts rise as 10^(0.3 G)
@@ -95,9 +106,9 @@ def cluster_field(
         raise ValueError("n_stars must be positive")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError("fraction must be between 0 and 1")
-    d = u.Quantity(distance, u.pc).value
-    sigma = u.Quantity(size, u.pc).value / d
-    scale = u.Quantity(length_scale, u.pc).value
+    d = float(quantity_values(distance, u.pc, "distance"))
+    sigma = float(quantity_values(size, u.pc, "size")) / d
+    scale = float(quantity_values(length_scale, u.pc, "length_scale"))
     if center is None:
         center = SkyCoord(ra=132.846 * u.deg, dec=11.814 * u.deg)
     rng = np.random.default_rng(seed)
@@ -118,7 +129,8 @@ def cluster_field(
 
     err = parallax_error_dr3(g_mag)
     parallax = 1000.0 / r + err * rng.normal(size=n_stars)
-    sep = radius.to_value(u.deg) * np.sqrt(rng.random(n_stars))
+    cone = float(quantity_values(radius, u.deg, "radius"))
+    sep = cone * np.sqrt(rng.random(n_stars))
     pos = center.directional_offset_by(
         rng.uniform(0, 360, n_stars) * u.deg, sep * u.deg
     )

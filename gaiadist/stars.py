@@ -34,6 +34,8 @@ class DistanceFlag(enum.IntFlag):
     BAD_ERROR = 2
     #: The star's own prior length scale (from a column) is not positive.
     BAD_PRIOR = 4
+    #: Outside the selection the cluster fit was given (``parallax_range``).
+    EXCLUDED = 8
 
 
 class StarDistance:
@@ -56,9 +58,10 @@ class StarDistance:
         gamma, ``p(r) ∝ r^beta exp(-(r/L)^alpha)`` (Bailer-Jones et al. 2021).
         An `~gaiadist.EDSD` or `~gaiadist.GeneralizedGamma` instance with scalar
         parameters is also accepted; its ``length_scale`` is in pc.
-    length_scale : `~astropy.units.Quantity`, float, array or str, optional
-        Prior length scale ``L``: a length (plain numbers are pc), one value
-        per star, or the name of a table column holding it. Default 1.35 kpc.
+    length_scale : `~astropy.units.Quantity` or str, optional
+        Prior length scale ``L``: a length, one per star, or the name of a
+        table column holding it (a column without a unit is taken in pc).
+        Plain numbers are refused: give the unit. Default 1.35 kpc.
     alpha, beta : float, optional
         Generalised gamma shape parameters (only with ``prior="ggd"``).
     method : {"quadrature", "nuts"}, optional
@@ -83,7 +86,7 @@ class StarDistance:
     def __init__(
         self,
         prior: str | GeneralizedGamma = "edsd",
-        length_scale: u.Quantity | float | np.ndarray | str = 1.35 * u.kpc,
+        length_scale: u.Quantity | str = 1.35 * u.kpc,
         *,
         alpha: float | None = None,
         beta: float | None = None,
@@ -320,6 +323,8 @@ def add_distance_columns(
 
 
 def _warn_flagged(flag: np.ndarray) -> None:
+    # Rows left out on purpose (a selection) are not a problem of the data.
+    flag = flag[(flag & DistanceFlag.EXCLUDED) == 0]
     n_bad = int(np.count_nonzero(flag))
     if n_bad == 0:
         return

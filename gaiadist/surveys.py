@@ -56,6 +56,7 @@ from .cluster import ClusterDistance
 from .columns import read_gaia, read_table, write_table
 from .compilation import use_compilation_cache
 from .exceptions import GaiadistError, GaiadistWarning, InputError
+from .provenance import describe_distribution
 from .query import query_cone
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
 
@@ -90,7 +91,7 @@ RESULT_COLUMNS = {
     "members_file": None,
 }
 _POPULATION_ROWS = ("D", "approx_size", "L", "Q")
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: one zero-point rule (apply_zeropoint)
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,14 @@ class _Settings:
     num_chains: int = 2
     member_threshold: float = 0.5
     query: dict = field(default_factory=dict)
+    strict_zeropoint: bool = False
 
     def key(self) -> str:
         """A text that changes whenever a setting does."""
         plain = asdict(self)
-        plain["priors"] = {k: repr(v) for k, v in sorted(self.priors.items())}
+        plain["priors"] = {
+            k: describe_distribution(v) for k, v in sorted(self.priors.items())
+        }
         plain["version"] = _CHECKPOINT_VERSION
         return json.dumps(plain, sort_keys=True, default=str)
 
@@ -132,6 +136,7 @@ def survey(
     num_chains: int = 2,
     member_threshold: float = 0.5,
     query: dict | None = None,
+    strict_zeropoint: bool = False,
     progress: bool | None = None,
 ) -> QTable:
     """Fit `ClusterDistance` to every cluster of a catalogue.
@@ -146,7 +151,8 @@ def survey(
         move the cone's centre to the Gaia epoch. Optional ``distance`` (pc
         unless it carries units; NaN or masked for none) is where the fit
         starts looking for the cluster. Optional ``file`` names a file of
-        stars for that cluster.
+        stars for that cluster; a relative path is taken relative to the
+        catalogue's folder when ``clusters`` is a file.
     output : path
         Folder for the results: ``survey.ecsv`` (one row per cluster),
         ``members/NAME.fits`` (every star of each cluster with ``p_member``,
@@ -169,7 +175,8 @@ def survey(
     batch_size : int, optional
         Clusters per compiled program for ``"batched"``.
     parallax_range : (float, float), optional
-        Keep only stars with ``min < parallax < max`` (mas) before fitting.
+        Fit only the stars with ``min < parallax < max`` (mas), as
+        `ClusterDistance.fit` does; the members files keep every star.
         By default every star is used: the model's field component is the
         whole population, and a cut biases its length scale and ``Q``.
     priors : dict, optional
@@ -182,6 +189,9 @@ def survey(
     query : dict, optional
         Keyword arguments for `~gaiadist.query_cone` (``tap_url``, ``table``,
         ``columns``, ``row_limit``, ``timeout``).
+    strict_zeropoint : bool, optional
+        Correct only the sources inside the zero point's calibration, as
+        ``apply_zeropoint(strict=True)`` does.
     progress : bool or None, optional
         A progress bar over the clusters; ``None`` shows it only when
         standard error is a terminal.
@@ -211,7 +221,9 @@ def survey(
     if int(workers) < 1 or int(batch_size) < 1:
         raise InputError("workers and batch_size must be positive")
     catalogue = read_table(clusters)
-    tasks = _tasks(catalogue, stars)
+    # Relative star files are where the catalogue is, not where we run.
+    base = Path(clusters).parent if isinstance(clusters, str | os.PathLike) else None
+    tasks = _tasks(catalogue, stars, base)
     settings = _Settings(
         stars=stars,
         parallax_range=None if parallax_range is None else tuple(parallax_range),
@@ -222,6 +234,7 @@ def survey(
         num_chains=int(num_chains),
         member_threshold=float(member_threshold),
         query=dict(query or {}),
+        strict_zeropoint=bool(strict_zeropoint),
     )
     ClusterDistance(priors=settings.priors)  # refuse bad priors before starting
     folder = Path(output)
@@ -251,8 +264,9 @@ def survey(
             try:
                 _write_atomic(members, path)
                 row["members_file"] = str(Path("members") / path.name)
-            except (GaiadistError, OSError) as exc:
-                row.update(status="failed", message=f"writing {path}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
+                failed = _failed(exc, row.get("seconds", math.nan))
+                row.update(failed, message=f"writing {path}: {failed['message']}")
         _save_checkpoint(folder, task["slug"], settings, row)
         results[task["slug"]] = row
         bar.update(1)
@@ -280,8 +294,12 @@ def survey(
     return out
 
 
-def _tasks(catalogue: Table, stars: str | None) -> list[dict]:
-    """One plain dict per cluster: what a worker needs to fetch and fit it."""
+def _tasks(catalogue: Table, stars: str | None, base: Path | None) -> list[dict]:
+    """One plain dict per cluster: what a worker needs to fetch and fit it.
+
+    A relative path in the ``file`` column is taken relative to ``base``
+    (the catalogue's folder), when given.
+    """
     if len(catalogue) == 0:
         raise InputError("the cluster catalogue is empty")
     if "name" not in catalogue.colnames:
@@ -318,6 +336,8 @@ def _tasks(catalogue: Table, stars: str | None) -> list[dict]:
         source = None
         if has_file and not np.ma.is_masked(row["file"]) and str(row["file"]):
             source = str(row["file"])
+            if base is not None and not Path(source).is_absolute():
+                source = str(base / source)
         elif stars is not None:
             try:
                 source = stars.format(**{k: _plain(v) for k, v in row.items()})
@@ -387,7 +407,7 @@ def _model(settings: _Settings, distance: float) -> ClusterDistance:
 
 
 def _load_stars(task: dict, settings: _Settings) -> Table:
-    """The cluster's stars with the zero point applied and the cut made."""
+    """The cluster's stars, with the zero point applied."""
     if task["file"] is not None:
         table = read_gaia(task["file"])
     elif "radius" not in task:
@@ -398,11 +418,7 @@ def _load_stars(task: dict, settings: _Settings) -> Table:
     else:
         table = query_cone(_centre(task), task["radius"] * u.deg, **settings.query)
     if len(table) and all(name in table.colnames for name in ZEROPOINT_COLUMNS):
-        table = apply_zeropoint(table, extrapolate=True)
-    if settings.parallax_range is not None and len(table):
-        lo, hi = settings.parallax_range
-        plx = u.Quantity(table["parallax"], u.mas).value
-        table = table[(plx > lo) & (plx < hi)]
+        table = apply_zeropoint(table, strict=settings.strict_zeropoint)
     return table
 
 
@@ -443,6 +459,7 @@ def _fit_one(
                 num_warmup=settings.num_warmup,
                 num_samples=settings.num_samples,
                 num_chains=settings.num_chains,
+                parallax_range=settings.parallax_range,
             )
         except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
             return _failed(exc, time.perf_counter() - start), None
@@ -555,7 +572,8 @@ def _run_batched(todo, settings, finished, *, batch_size, **_):
                 warnings.simplefilter("always")
                 try:
                     stars = _load_stars(task, settings)
-                    model._prepare(stars, None)  # the errors fit would raise
+                    # the errors fit would raise
+                    model._prepare(stars, None, settings.parallax_range)
                 except Exception as exc:  # noqa: BLE001
                     finished(task, _failed(exc, time.perf_counter() - start), None)
                     continue
@@ -574,6 +592,7 @@ def _run_batched(todo, settings, finished, *, batch_size, **_):
                     num_warmup=settings.num_warmup,
                     num_samples=settings.num_samples,
                     num_chains=settings.num_chains,
+                    parallax_range=settings.parallax_range,
                 )
         except Exception:  # noqa: BLE001 - fall back to one at a time
             for task, _, _ in ready:

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from gaiadist import GaiadistWarning, InputError, StarDistance
-from gaiadist.columns import read_gaia
+from gaiadist import GaiadistWarning, InputError, StarDistance, apply_zeropoint
+from gaiadist.columns import read_gaia, write_table
+
+from .conftest import M67_PATH
 
 # (extension, astropy writer format, whether the format keeps units)
 FORMATS = [
@@ -82,5 +84,75 @@ def test_float_source_id_empty_and_unreadable_files_are_clear_errors(tmp_path):
     Table({"source_id": np.array([], dtype=np.int64)}).write(path)
     with pytest.raises(InputError, match="no rows"):
         read_gaia(path)
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="absent.fits: no such file"):
         read_gaia(tmp_path / "absent.fits")
+    with pytest.raises(InputError, match="is a folder, not a table file"):
+        read_gaia(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a table\n")
+    with pytest.raises(InputError, match="cannot tell the format of .*notes.txt"):
+        read_gaia(text)
+    with pytest.raises(InputError, match="cannot tell which format"):
+        write_table(Table({"a": [1]}), tmp_path / "out.txt")
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"SIMPLE  = garbage")
+    with pytest.raises(InputError, match="cannot read a table from .*broken.fits"):
+        read_gaia(broken)
+
+
+CLUSTER_FILES = sorted((M67_PATH.parent / "clusters").glob("*.fits.gz"))
+
+
+@pytest.fixture(scope="module")
+def cluster_fields():
+    if not CLUSTER_FILES:
+        pytest.skip("real cluster fields not found")
+    return CLUSTER_FILES
+
+
+@pytest.mark.parametrize("ext", ["fits", "ecsv", "parquet"])
+def test_metadata_survives_round_trips_of_the_real_fields(
+    cluster_fields, tmp_path, ext
+):
+    """Every real field, zero point added, written and read back by gaiadist.
+
+    The fields' FITS headers have COMMENT cards and keywords of their own;
+    the provenance record is nested. Before, writing any FITS file from them
+    failed in astropy ('str' object has no attribute 'append').
+    """
+    for path in cluster_fields:
+        with pytest.warns(GaiadistWarning, match="calibration"):
+            table = apply_zeropoint(read_gaia(path))
+        assert table.meta["comments"] and "gaiadist" in table.meta
+        out = tmp_path / f"{path.name.split('.')[0]}.{ext}"
+        write_table(table, out)
+        back = read_gaia(out)
+        assert back.meta == table.meta, path.name
+        assert back.colnames == table.colnames
+        np.testing.assert_array_equal(back["source_id"], table["source_id"])
+        assert back["zpt"].info.description == table["zpt"].info.description
+        # A second trip changes nothing, in another format either.
+        again = tmp_path / f"again.{'ecsv' if ext == 'fits' else 'fits'}"
+        write_table(back, again, overwrite=True)
+        assert read_gaia(again).meta == table.meta
+
+
+def test_column_keywords_of_fits_become_descriptions_not_stale_metadata(m67_path):
+    m67 = read_gaia(m67_path)
+    # The archive's TCOMMn/TUCDn describe columns by number: they would
+    # describe the wrong columns after zpt etc. are added.
+    assert not [k for k in m67.meta if k.startswith(("TCOMM", "TUCD", "TUTYP"))]
+    assert m67["parallax"].info.description == "Parallax"
+    assert m67["parallax"].info.meta["ucd"] == "pos.parallax.trig"
+    stale = Table(m67, copy=False)
+    stale.meta["TCOMM1"] = "Unique source identifier"
+    assert "TCOMM1" not in _written_meta(stale, ".ecsv")
+
+
+def _written_meta(table, suffix):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/t{suffix}"
+        write_table(table, path)
+        return QTable.read(path).meta

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="module")
 def fitted():
     stars = cluster_field(1500, distance=250 * u.pc, size=3 * u.pc, seed=4)
-    stars = apply_zeropoint(stars, extrapolate=True)
+    stars = apply_zeropoint(stars)
     stars["parallax_corrected"][:2] = np.nan  # two unusable rows
     with pytest.warns(Warning, match="not be used"):
         fit = ClusterDistance().fit(stars, seed=1)

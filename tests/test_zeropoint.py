@@ -7,6 +7,7 @@ from astropy.table import QTable, Table
 from zero_point import zpt as lindegren
 
 from gaiadist import GaiadistWarning, InputError, apply_zeropoint
+from gaiadist.zeropoint import GLOBAL_ZEROPOINT, ZeroPointFlag
 
 lindegren.load_tables()
 
@@ -35,35 +36,43 @@ def _expected_validity(t):
 
 
 def test_m67_matches_gaiadr3_zeropoint_called_directly(m67):
-    with pytest.warns(GaiadistWarning, match=r"706 of 5331 sources"):
+    with pytest.warns(GaiadistWarning, match=r"706 of 5331 sources") as record:
         out = apply_zeropoint(m67)
+    assert len(record) == 1
     valid = _expected_validity(m67)
     assert valid.sum() == 5331 - 706
     np.testing.assert_array_equal(out["zpt_valid"], valid)
+    np.testing.assert_array_equal(out["zpt_flag"] == 0, valid)
 
-    # The reference: the recipe itself, called source by source on the valid ones.
-    direct = lindegren.get_zpt(*(_raw(m67, n)[valid] for n in INPUTS))
-    np.testing.assert_array_equal(out["zpt"][valid], direct)
-    assert np.all(out["zpt"][~valid] == 0)
-    assert out["zpt"].unit == u.mas and out["parallax_corrected"].unit == u.mas
-    np.testing.assert_allclose(
-        out["parallax_corrected"], _raw(m67, "parallax") - out["zpt"], rtol=0, atol=0
-    )
-    # Typical DR3 zero points are a few tens of microarcseconds, negative.
-    assert -0.05 < np.median(direct) < -0.01
-
-
-def test_extrapolate_keeps_the_recipe_value_outside_its_range(m67):
-    with pytest.warns(GaiadistWarning, match="kept as extrapolated"):
-        out = apply_zeropoint(m67, extrapolate=True)
+    # The reference: the recipe itself, called on every source it can take,
+    # which outside its range returns its value at the edge.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         direct = lindegren.get_zpt(*(_raw(m67, n) for n in INPUTS))
     finite = np.isfinite(direct)
     assert (~finite).sum() == 1  # the source without a G magnitude
     np.testing.assert_array_equal(out["zpt"][finite], direct[finite])
-    assert out["zpt"][~finite] == 0
-    np.testing.assert_array_equal(out["zpt_valid"], _expected_validity(m67))
+    # ... and where it gives nothing, the global offset of Lindegren et al.
+    assert out["zpt"][~finite] == GLOBAL_ZEROPOINT == -0.017
+    assert out["zpt_flag"][~finite] == ZeroPointFlag.MISSING_INPUT
+    assert out["zpt"].unit == u.mas and out["parallax_corrected"].unit == u.mas
+    np.testing.assert_allclose(
+        out["parallax_corrected"], _raw(m67, "parallax") - out["zpt"], rtol=0, atol=0
+    )
+    # Typical DR3 zero points are a few tens of microarcseconds, negative.
+    assert -0.05 < np.median(direct[valid]) < -0.01
+
+
+def test_strict_leaves_the_sources_outside_the_calibration_uncorrected(m67):
+    with pytest.warns(GaiadistWarning, match="NaN"):
+        out = apply_zeropoint(m67, strict=True)
+    with pytest.warns(GaiadistWarning):
+        default = apply_zeropoint(m67)
+    valid = _expected_validity(m67)
+    np.testing.assert_array_equal(out["zpt"][valid], default["zpt"][valid])
+    assert np.all(np.isnan(out["zpt"][~valid]))
+    assert np.all(np.isnan(out["parallax_corrected"][~valid]))
+    assert out.meta["gaiadist"]["zeropoint"]["outside_calibration"] == "NaN (strict)"
 
 
 def test_input_is_untouched_and_columns_and_rows_kept(m67):
@@ -71,7 +80,8 @@ def test_input_is_untouched_and_columns_and_rows_kept(m67):
     with pytest.warns(GaiadistWarning):
         out = apply_zeropoint(m67)
     assert m67.colnames == before.colnames and "zpt" not in m67.colnames
-    assert out.colnames == m67.colnames + ["zpt", "parallax_corrected", "zpt_valid"]
+    added = ["zpt", "parallax_corrected", "zpt_valid", "zpt_flag"]
+    assert out.colnames == m67.colnames + added
     assert out["source_id"].dtype.kind == "i" and out["source_id"].dtype.itemsize == 8
     np.testing.assert_array_equal(out["source_id"], before["source_id"])
     assert type(out) is Table
@@ -110,7 +120,19 @@ def test_two_parameter_out_of_range_and_missing_inputs_are_flagged():
     np.testing.assert_array_equal(
         out["zpt_valid"], [True, True, False, False, False, True]
     )
-    assert list(out["zpt"][2:5]) == [0, 0, 0]
+    flag = ZeroPointFlag
+    np.testing.assert_array_equal(
+        out["zpt_flag"],
+        [0, 0, flag.MAGNITUDE_RANGE, flag.NO_SOLUTION, flag.MISSING_INPUT, 0],
+    )
+    # Out of range: the recipe's value at G = 21; not computable: -0.017 mas.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g21, g22, nu, pc, lat, aps = (np.array([v]) for v in (21, 22, 1.5, 0, 5, 31))
+        edge = lindegren.get_zpt(g21, nu, pc, lat, aps)[0]
+        assert edge == lindegren.get_zpt(g22, nu, pc, lat, aps)[0]
+    assert out["zpt"][2] == edge
+    assert list(out["zpt"][3:5]) == [-0.017, -0.017]
     good = np.array([0, 1, 5])
     direct = lindegren.get_zpt(*(np.asarray(t[n], float)[good] for n in INPUTS))
     np.testing.assert_array_equal(out["zpt"][good], direct)
@@ -145,8 +167,8 @@ def test_masked_inputs_count_as_missing():
     # Row 0 keeps a valid G under its mask; row 4 now has a real G.
     with pytest.warns(GaiadistWarning, match="1 with missing inputs"):
         out = apply_zeropoint(t)
-    assert not out["zpt_valid"][0] and out["zpt"][0] == 0
-    assert out["zpt_valid"][4] and out["zpt"][4] != 0
+    assert not out["zpt_valid"][0] and out["zpt"][0] == GLOBAL_ZEROPOINT
+    assert out["zpt_valid"][4] and out["zpt"][4] != GLOBAL_ZEROPOINT
 
 
 def test_bad_input_gives_clear_errors():
