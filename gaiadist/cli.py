@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"gaiadist {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # -q and --debug work after the subcommand too ("gaiadist stars F -q").
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(common, default=argparse.SUPPRESS)
     stars = sub.add_parser(
         "stars",
+        parents=[common],
         help="posterior distance of every star in a table",
         description=(
             "Read a Gaia table, apply the Lindegren et al. (2021) zero point when "
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     query = sub.add_parser(
         "query",
+        parents=[common],
         help="Gaia DR3 sources in a cone, from the archive or any TAP service",
         description=(
             "Cone search of gaiadr3.gaia_source (or --table) around a name or "
@@ -86,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cluster = sub.add_parser(
         "cluster",
+        parents=[common],
         help="distance, size and members of a star cluster",
         description=(
             "Fit the hierarchical cluster + field model (ClusterDistance) to the "
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     surveyp = sub.add_parser(
         "survey",
+        parents=[common],
         help="the cluster fit over a catalogue of clusters, resumable",
         description=(
             "Fit ClusterDistance to every cluster of a catalogue (name; ra, dec, "
@@ -172,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bulk = sub.add_parser(
         "bulk",
+        parents=[common],
         help="distances of every star in many large files, to Parquet (resumable)",
         description=(
             "StarDistance over many files (a folder or a quoted glob such as "
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     bulk.add_argument("--scheduler", help="address of a running Dask scheduler")
     zeropoint = sub.add_parser(
         "zeropoint",
+        parents=[common],
         help="add the Lindegren et al. (2021) parallax zero point to a table",
         description=(
             "Add zpt, parallax_corrected, zpt_valid and zpt_flag to every row of "
@@ -218,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="the whole pipeline on a simulated M67-like field (no network)",
         description=(
             "Simulate a Gaia DR3 cone with an M67-like cluster (known truth), "
@@ -244,15 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         default=4000,
         help="stars in the simulated cone (default: %(default)s)",
     )
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback of an error"
-    )
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="print nothing but errors (no results, warnings or progress bars)",
-    )
+    _add_common_options(parser, default=False)
     parser.add_argument(
         "--compile-cache",
         metavar="DIR",
@@ -361,6 +363,7 @@ def _slug(text: str) -> str:
 
 def _stars(args: argparse.Namespace) -> int:
     check_table_file(args.input)
+    _length_scale(args.length_scale, None)  # a bad value fails before reading
     output = _output_path(args, "_distances.ecsv")
     table = read_table(args.input)
     _say(f"read {len(table)} rows from {args.input}")
@@ -663,9 +666,12 @@ def _demo(args: argparse.Namespace) -> int:
     summary = summary[[name in truth for name in summary["parameter"]]]
     _say(_formatted(summary))
     members = fit.table
-    found = np.nansum(members["p_member"])
     true = np.count_nonzero(members["true_member"])
-    _say(f"sum of membership probabilities {found:.1f}; true members {true}")
+    _say(
+        f"members: {summary.meta['n_members']} stars with p_member > 0.5; sum of "
+        f"membership probabilities {summary.meta['sum_p_member']:.1f}; "
+        f"true members {true}"
+    )
     # Each star on its own, under the field's prior as the cluster fit found it.
     length = np.mean(fit.samples["L"]) * u.pc
     distances = StarDistance(length_scale=length).fit(stars)
@@ -694,6 +700,23 @@ def _demo(args: argparse.Namespace) -> int:
     _save_figures(figures)
     _say(f"{time.perf_counter() - start:.0f} s in all")
     return 0
+
+
+def _add_common_options(parser: argparse.ArgumentParser, default) -> None:
+    """``--debug`` and ``-q``, on the command and (not defaulted) on each subcommand."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the full traceback of an error",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="print nothing but errors (no results, warnings or progress bars)",
+    )
 
 
 def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:

@@ -65,7 +65,8 @@ __all__ = ["MODES", "RESULT_COLUMNS", "survey"]
 #: How `survey` runs the clusters.
 MODES = ("sequential", "processes", "dask", "batched")
 
-#: Columns `survey` adds after the input's, with their units.
+#: Columns `survey` adds after the input's, with their units; one whose name
+#: the catalogue already has is added as ``fit_NAME`` instead.
 RESULT_COLUMNS = {
     "status": None,
     "message": None,
@@ -643,6 +644,8 @@ def _result_table(catalogue: Table, tasks: list[dict], results: dict) -> QTable:
     out = QTable(catalogue, copy=True)
     rows = [results.get(task["slug"], {}) for task in tasks]
     for name, unit in RESULT_COLUMNS.items():
+        # A catalogue's own column (a published n_stars, say) is kept as it is.
+        column = f"fit_{name}" if name in catalogue.colnames else name
         values = [row.get(name) for row in rows]
         if name in ("status", "message", "members_file"):
             col = np.array([v if v is not None else "" for v in values], dtype=str)
@@ -650,5 +653,5 @@ def _result_table(catalogue: Table, tasks: list[dict], results: dict) -> QTable:
             col = np.array([-1 if v is None else v for v in values], dtype=np.int64)
         else:
             col = np.array([math.nan if v is None else v for v in values], float)
-        out[name] = col * unit if unit is not None else col
+        out[column] = col * unit if unit is not None else col
     return out

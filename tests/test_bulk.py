@@ -86,6 +86,7 @@ def test_bulk_keeps_chosen_columns(inputs, tmp_path):
         "zpt",
         "parallax_corrected",
         "zpt_valid",
+        "zpt_flag",
         "r_med",
         "r_lo",
         "r_hi",

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from gaiadist import ClusterDistance, GaiadistWarning, InputError, apply_zeropoint
+from gaiadist import (
+    ClusterDistance,
+    DistanceFlag,
+    GaiadistWarning,
+    InputError,
+    apply_zeropoint,
+)
 from gaiadist.marginal import _star_chunk_results
 from gaiadist.simulate import cluster_field
 
@@ -61,6 +67,31 @@ def test_marginal_method_reproduces_published_m67(m67_cut):
     assert fit.quadrature_check < 0.05
     idata = fit.to_arviz()
     assert idata.posterior["D"].shape == (2, 1000)
+
+
+def test_parallax_range_fits_the_cut_and_returns_every_row(m67, m67_cut):
+    with pytest.warns(GaiadistWarning, match="calibration"):
+        stars = apply_zeropoint(m67)
+    fit = ClusterDistance().fit(stars, seed=1, parallax_range=(0.2, 3))
+    cut = ClusterDistance().fit(m67_cut, seed=1)
+    # The same stars in the same order: the same chains, draw for draw.
+    np.testing.assert_array_equal(fit.samples["D"], cut.samples["D"])
+    out = fit.table
+    assert len(out) == len(m67) == 5331
+    np.testing.assert_array_equal(out["source_id"], m67["source_id"])
+    plx = m67["parallax"].quantity.to_value(u.mas)
+    inside = (plx > 0.2) & (plx < 3)
+    assert np.all(out["r_flag"][~inside] & DistanceFlag.EXCLUDED)
+    assert np.all(np.isnan(out["p_member"][~inside]))
+    np.testing.assert_array_equal(out["p_member"][inside], cut.table["p_member"])
+    summary = fit.summary()
+    record = summary.meta["gaiadist"]["cluster_distance"]
+    assert record["parallax_range_mas"] == [0.2, 3.0]
+    assert record["stars_used"] == 4300
+    # Priors as text, the same in every run (repr showed a memory address).
+    assert record["priors"]["log_D"] == "Normal(loc=6.82437, scale=2)"
+    assert summary.meta["n_members"] == np.count_nonzero(out["p_member"] > 0.5)
+    assert summary["ess_bulk"].dtype.kind == "i"
 
 
 @pytest.mark.slow
@@ -119,9 +150,16 @@ def test_missing_column_and_wrong_unit_are_named():
         ClusterDistance().fit(stars)
 
 
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
 def test_unknown_method_and_prior_are_refused():
     with pytest.raises(InputError, match="method"):
         ClusterDistance("mcmc")
+    with pytest.raises(InputError, match="distance_guess needs a unit"):
+        ClusterDistance(distance_guess=900)
+    with pytest.raises(InputError, match=r"parallax_range \(3, 0.2\) is empty"):
+        ClusterDistance().fit(_table(30), parallax_range=(3, 0.2))
+    with pytest.raises(InputError, match="only 0 of 30 rows inside 5 < parallax"):
+        ClusterDistance().fit(_table(30), parallax_range=(5, 6))
     with pytest.raises(InputError, match="unknown prior"):
         ClusterDistance(priors={"log_D2": None})
 

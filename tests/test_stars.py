@@ -55,7 +55,7 @@ def test_fit_returns_every_row_and_column_with_units():
 
 def test_qtable_in_qtable_out_and_units_converted():
     t = _stars()
-    ref = StarDistance(length_scale=1350.0).fit(t)
+    ref = StarDistance(length_scale=1350.0 * u.pc).fit(t)
     q = QTable(t)
     q["parallax_corrected"] = q["parallax_corrected"].to(u.uas)
     q["parallax_error"] = q["parallax_error"].to(u.arcsec)
@@ -68,8 +68,8 @@ def test_qtable_in_qtable_out_and_units_converted():
 def test_unitless_columns_are_taken_in_mas():
     t = _stars()
     plain = Table({k: np.asarray(t[k]) for k in t.colnames})
-    out = StarDistance(length_scale=1350.0).fit(plain)
-    ref = StarDistance(length_scale=1350.0).fit(t)
+    out = StarDistance(length_scale=1350.0 * u.pc).fit(plain)
+    ref = StarDistance(length_scale=1350.0 * u.pc).fit(t)
     np.testing.assert_allclose(out["r_med"], ref["r_med"], rtol=1e-12)
 
 
@@ -112,6 +112,10 @@ def test_bad_input_gives_clear_errors():
         StarDistance(length_scale=3 * u.mas)
     with pytest.raises(InputError, match="positive length"):
         StarDistance(length_scale=-1 * u.kpc)
+    # A plain number would be a guess at the unit (it used to be taken as pc).
+    for plain in (1.35, [300.0, 900.0], np.array([1.0])):
+        with pytest.raises(InputError, match="length_scale needs a unit"):
+            StarDistance(length_scale=plain)
     with pytest.raises(InputError, match="needs both alpha and beta"):
         StarDistance(prior="ggd", alpha=1.0)
     with pytest.raises(InputError, match="method must be"):
@@ -129,13 +133,15 @@ def test_per_star_length_scale_from_a_column_or_array():
     from_arr = StarDistance(length_scale=t["L"].quantity.to(u.kpc)).fit(t)
     np.testing.assert_allclose(from_col["r_med"], from_arr["r_med"], rtol=1e-12)
     for i, length in enumerate([300, 900, 2500, 5000]):
-        one = StarDistance(length_scale=length).fit(t[i : i + 1])
+        one = StarDistance(length_scale=length * u.pc).fit(t[i : i + 1])
         np.testing.assert_allclose(from_col["r_med"][i], one["r_med"][0], rtol=1e-6)
 
 
 def test_generalized_gamma_prior_by_name_or_object():
     t = _stars()
-    by_name = StarDistance(prior="ggd", alpha=1.5, beta=1.0, length_scale=900).fit(t)
+    by_name = StarDistance(
+        prior="ggd", alpha=1.5, beta=1.0, length_scale=900 * u.pc
+    ).fit(t)
     by_obj = StarDistance(prior=GeneralizedGamma(1.5, 1.0, 900.0)).fit(t)
     np.testing.assert_allclose(by_name["r_med"], by_obj["r_med"], rtol=1e-12)
     ref = brute_force_quantiles(0.3, 0.4, 1.5, 1.0, 900.0)
@@ -144,8 +150,8 @@ def test_generalized_gamma_prior_by_name_or_object():
 
 def test_nuts_agrees_with_quadrature_within_monte_carlo_error():
     t = _stars()
-    quad = StarDistance(length_scale=1350.0).fit(t)
-    nuts = StarDistance(length_scale=1350.0, method="nuts").fit(
+    quad = StarDistance(length_scale=1350.0 * u.pc).fit(t)
+    nuts = StarDistance(length_scale=1350.0 * u.pc, method="nuts").fit(
         t, seed=1, num_warmup=500, num_samples=4000
     )
     assert nuts.meta["gaiadist"]["star_distance"]["seed"] == 1

@@ -9,10 +9,12 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
-from gaiadist import InputError, survey
+from gaiadist import InputError, read_gaia, survey
 from gaiadist import surveys as survey_module
 from gaiadist.cli import main
 from gaiadist.simulate import cluster_field
+
+from .conftest import M67_PATH
 
 # Three clusters whose star counts share one padded size (one compilation).
 FIELDS = [
@@ -238,3 +240,49 @@ def test_row_without_stars_or_position_fails_alone(tmp_path):
     assert list(out["status"]) == ["failed", "failed"]
     assert "no ra, dec, radius to query" in out["message"][0]
     assert "none.fits" in out["message"][1]
+
+
+CLUSTERS = M67_PATH.parent / "clusters" / "clusters.ecsv"
+
+
+@pytest.mark.skipif(not CLUSTERS.exists(), reason="real cluster fields not found")
+def test_survey_of_real_fields_from_their_catalogue_folder(tmp_path, monkeypatch):
+    """The shipped catalogue's relative ``file`` paths, run from elsewhere.
+
+    The real fields' FITS headers carry COMMENT cards, which once broke every
+    members file; the catalogue's own ``n_stars`` (HR23 members) is kept.
+    """
+    catalogue = Table.read(CLUSTERS)
+    small = catalogue[np.argsort(catalogue["rows"])[:2]]
+    path = tmp_path / "cat" / "clusters.ecsv"
+    path.parent.mkdir()
+    for name in small["file"]:
+        os.symlink(CLUSTERS.parent / name, path.parent / name)
+    small.write(path)
+    monkeypatch.chdir(tmp_path)
+    out = survey(str(path), "out", num_warmup=100, num_samples=100)
+    assert list(out["status"]) != ["failed", "failed"], list(out["message"])
+    for row in out:
+        assert row["status"] in ("ok", "unconverged"), row["message"]
+        members = read_gaia(tmp_path / "out" / row["members_file"])
+        assert members.meta["comments"] and "gaiadist" in members.meta
+    np.testing.assert_array_equal(out["n_stars"], small["n_stars"])
+    np.testing.assert_array_equal(out["fit_n_stars"], small["rows"])
+
+
+def test_a_cluster_whose_members_cannot_be_written_fails_alone(
+    catalogue, tmp_path, monkeypatch
+):
+    table, _ = catalogue
+    real = survey_module._write_atomic
+
+    def broken(members, path):
+        if path.stem.startswith("NGC_1"):
+            raise AttributeError("'str' object has no attribute 'append'")
+        real(members, path)
+
+    monkeypatch.setattr(survey_module, "_write_atomic", broken)
+    out = survey(table[:2], tmp_path, num_warmup=100, num_samples=100)
+    assert out["status"][0] == "failed"
+    assert "writing" in out["message"][0] and "AttributeError" in out["message"][0]
+    assert out["status"][1] in ("ok", "unconverged") and out["members_file"][1]
