@@ -4,7 +4,8 @@ Public names:
 
 - `query_cone`: Gaia DR3 cone search by TAP, cached on disk.
 - `read_gaia`: a local Gaia table (FITS, VOTable, ECSV, CSV, Parquet).
-- `apply_zeropoint`: Lindegren et al. (2021) parallax zero point.
+- `apply_zeropoint`: Lindegren et al. (2021) parallax zero point
+  (`ZeroPointFlag`: why a source is outside its calibration).
 - `StarDistance`: posterior distance of every star under a distance prior.
 - `ClusterDistance`: distance, size and members of a star cluster.
 - `survey`: `ClusterDistance` over a catalogue of clusters, locally or on Dask.
@@ -22,7 +23,7 @@ from .priors import EDSD, GeneralizedGamma
 from .query import query_cone
 from .stars import DistanceFlag, StarDistance
 from .surveys import survey
-from .zeropoint import apply_zeropoint
+from .zeropoint import ZeroPointFlag, apply_zeropoint
 
 try:
     from ._version import version as __version__
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "ServiceError",
     "StarDistance",
+    "ZeroPointFlag",
     "apply_zeropoint",
     "bulk_star_distances",
     "query_cone",

@@ -299,9 +299,9 @@ class ClusterDistance:
         if parallax_range is not None:
             lo, hi = _parallax_range(parallax_range)
             raw = column_values(table, "parallax", u.mas)
-            with np.errstate(invalid="ignore"):
-                inside = (raw > lo) & (raw < hi)
-            flag[~inside] |= np.uint8(DistanceFlag.EXCLUDED)
+            # Rows without a parallax are flagged NO_PARALLAX, not EXCLUDED.
+            outside = np.isfinite(raw) & ~((raw > lo) & (raw < hi))
+            flag[outside] |= np.uint8(DistanceFlag.EXCLUDED)
             parallax_range = [lo, hi]
             cut = f" inside {lo:g} < parallax < {hi:g} mas"
         usable = flag == 0

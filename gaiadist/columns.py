@@ -17,6 +17,7 @@ __all__ = [
     "GAIA_UNITS",
     "check_table_file",
     "column_values",
+    "decode_json_meta",
     "gaia_conventions",
     "quantity_values",
     "read_gaia",
@@ -220,7 +221,7 @@ def _meta_for_fits(table: Table, meta: dict) -> dict:
     ``TCOMMn``.
     """
     out, encoded = {}, []
-    for key, value in meta.items():
+    for key, value in decode_json_meta(meta).items():
         if key.lower() in ("comments", "history") and isinstance(value, list):
             out[key.lower()] = [str(line) for line in value]
         elif isinstance(value, dict | list):
@@ -257,6 +258,17 @@ def _meta_from_fits(table: Table, meta: dict) -> dict:
                 col.info.description = str(value)
             elif kind == "UCD":
                 col.info.meta = {**(col.info.meta or {}), "ucd": str(value)}
+    return decode_json_meta(out)
+
+
+def decode_json_meta(meta: dict) -> dict:
+    """``meta`` with the entries a FITS file holds as JSON text parsed back.
+
+    Those are listed in its ``JSONMETA`` keyword (by `write_table`) and come
+    back under their upper-case FITS keyword when the file is read by
+    astropy itself; `read_gaia` does this already.
+    """
+    out = dict(meta)
     for key in str(out.pop(_JSON_KEYS, "")).split(","):
         text = out.get(key.upper(), out.get(key)) if key else None
         if isinstance(text, str):

@@ -7,6 +7,8 @@ from importlib import metadata
 import numpy as np
 from astropy.table import Table
 
+from .columns import decode_json_meta
+
 __all__ = ["describe_distribution", "package_versions", "record"]
 
 _PACKAGES = ("gaiadist", "jax", "jaxlib", "numpyro", "astropy", "numpy")
@@ -37,6 +39,9 @@ def record(table: Table, step: str, settings: dict) -> None:
     """
     entry = dict(settings)
     entry["versions"] = package_versions()
+    # A FITS file gaiadist wrote, read by astropy itself, holds the earlier
+    # record as JSON text: one record, not a second one beside it.
+    table.meta = decode_json_meta(table.meta)
     table.meta.setdefault("gaiadist", {})[step] = entry
 
 

@@ -323,6 +323,7 @@ def add_distance_columns(
 
 
 def _warn_flagged(flag: np.ndarray) -> None:
+    total = len(flag)
     # Rows left out on purpose (a selection) are not a problem of the data.
     flag = flag[(flag & DistanceFlag.EXCLUDED) == 0]
     n_bad = int(np.count_nonzero(flag))
@@ -338,7 +339,7 @@ def _warn_flagged(flag: np.ndarray) -> None:
         if np.any(flag & bit)
     ]
     warnings.warn(
-        f"{n_bad} of {len(flag)} rows cannot be used ({', '.join(reasons)}); "
+        f"{n_bad} of {total} rows cannot be used ({', '.join(reasons)}); "
         "their distances are NaN and r_flag says why",
         GaiadistWarning,
         stacklevel=3,

@@ -225,3 +225,143 @@ def test_use_compilation_cache_keeps_a_folder_already_set(tmp_path):
     assert use_compilation_cache(tmp_path / "mine") == Path(before)
     assert jax.config.jax_compilation_cache_dir == before
     assert not (tmp_path / "mine").exists()
+
+
+def _small_field(tmp_path, n=400, **kwargs):
+    import astropy.units as u
+
+    from gaiadist.columns import write_table
+    from gaiadist.simulate import cluster_field
+
+    stars = cluster_field(n, distance=300 * u.pc, size=3 * u.pc, seed=1, **kwargs)
+    path = tmp_path / "field.fits"
+    write_table(stars, path)
+    return path
+
+
+FAST = ["--num-warmup", "100", "--num-samples", "100"]
+
+
+@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
+def test_cluster_command_saves_its_summary_and_every_row(tmp_path, capsys):
+    path = _small_field(tmp_path)
+    out = tmp_path / "run" / "m_members.ecsv"
+    out.parent.mkdir()
+    args = ["cluster", str(path), "-o", str(out), "--parallax-range", "0.5", "10"]
+    assert main([*args, *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "stars with p_member > 0.5" in printed
+    summary = QTable.read(tmp_path / "run" / "m_summary.ecsv")
+    assert list(summary["parameter"][:4]) == ["D", "approx_size", "L", "Q"]
+    record = summary.meta["gaiadist"]
+    assert record["cluster_distance"]["parallax_range_mas"] == [0.5, 10.0]
+    assert record["cluster_distance"]["num_samples"] == 100
+    assert record["input"] == str(path) and "zeropoint" in record
+    assert "versions" in record["cluster_distance"]
+    assert "ESS" not in printed and ".0 " not in printed.split("ess_tail")[1][:200]
+    members = read_gaia(out)
+    assert len(members) == 400  # every row, those outside the cut flagged
+    plx = members["parallax"].value
+    outside = ~((plx > 0.5) & (plx < 10))
+    assert outside.any() and np.all(members["r_flag"][outside] == 8)
+    assert np.all(np.isnan(members["p_member"][outside]))
+    # -q prints nothing and still writes both files.
+    quiet = tmp_path / "q_members.ecsv"
+    assert main(["-q", "cluster", str(path), "-o", str(quiet), *FAST]) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "q_summary.ecsv").exists()
+
+
+@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    path = _small_field(tmp_path)
+    for ext in ("ecsv", "fits"):
+        runs = [tmp_path / f"{name}{ext}_members.{ext}" for name in ("a", "b")]
+        for run in runs:
+            assert main(["-q", "cluster", str(path), "-o", str(run), *FAST]) == 0
+        assert runs[0].read_bytes() == runs[1].read_bytes()
+        summaries = [
+            run.with_name(run.name.replace(f"_members.{ext}", "_summary.ecsv"))
+            for run in runs
+        ]
+        assert summaries[0].read_bytes() == summaries[1].read_bytes()
+
+
+@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
+def test_one_zero_point_whatever_the_route(m67_path, tmp_path):
+    from gaiadist import apply_zeropoint
+
+    with pytest.warns(Warning, match="calibration"):
+        want = apply_zeropoint(Table.read(m67_path))["zpt"]
+    files = {
+        "zeropoint": tmp_path / "z.fits",
+        "stars": tmp_path / "s.ecsv",
+        "cluster": tmp_path / "c_members.ecsv",
+    }
+    for command, out in files.items():
+        args = [command, str(m67_path), "-o", str(out), "-q"]
+        if command == "cluster":
+            args += ["--parallax-range", "0.2", "3", *FAST]
+        assert main(args) == 0
+        np.testing.assert_array_equal(read_gaia(out)["zpt"], want, err_msg=command)
+    strict = tmp_path / "strict.ecsv"
+    assert main(["zeropoint", str(m67_path), "-o", str(strict), "--strict", "-q"]) == 0
+    assert np.count_nonzero(np.isnan(read_gaia(strict)["zpt"])) == 706
+
+
+def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path, capsys):
+    path = _small_field(tmp_path, n=50)
+    cases = [
+        (["stars", str(path), "--length-scale", "1.35"], "has no unit"),
+        (["cluster", str(path), "--distance-guess", "900"], "has no unit"),
+        (["cluster", str(path), "--parallax-range", "3", "0.2"], "MIN before MAX"),
+        (["stars", str(tmp_path)], "is a folder, not a table file"),
+        (["cluster", str(tmp_path / "notes.txt")], "cannot tell the format"),
+        (["zeropoint", str(tmp_path / "gone.fits")], "gone.fits: no such file"),
+    ]
+    (tmp_path / "notes.txt").write_text("a b\n")
+    # The default output of the missing input exists: the input is named.
+    (tmp_path / "gone_zpt.ecsv").write_text("")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.chdir(tmp_path)
+    try:
+        for args, message in cases:
+            assert main(args) == 2, args
+            err = capsys.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        monkeypatch.undo()
+
+
+@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
+def test_masked_parallaxes_are_counted_as_numbers(tmp_path, capsys):
+    path = _small_field(tmp_path)
+    table = Table.read(path)
+    table = Table(table, masked=True)
+    table["parallax"].mask[:5] = True
+    masked = tmp_path / "masked.ecsv"
+    table.write(masked)
+    args = ["cluster", str(masked), "-o", str(tmp_path / "m.ecsv")]
+    with pytest.warns(Warning, match="5 of 400 rows cannot be used"):
+        assert main([*args, "--parallax-range", "0.5", "10", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "—" not in printed
+    assert "selected " in printed and " of 400 stars" in printed
+
+
+def test_version_and_help_show_defaults(capsys):
+    from gaiadist import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"gaiadist {__version__}"
+    for command, expected in (
+        ("cluster", ["--seed SEED", "(default: 0)", "(default: 1000)"]),
+        ("stars", ["(default: edsd)", "(default: 1.35 kpc)"]),
+        ("demo", ["(default: 4000)"]),
+    ):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for part in expected:
+            assert part in text, (command, part)

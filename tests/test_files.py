@@ -156,3 +156,22 @@ def _written_meta(table, suffix):
         path = f"{folder}/t{suffix}"
         write_table(table, path)
         return QTable.read(path).meta
+
+
+def test_one_provenance_record_after_a_fits_file_read_by_astropy(tmp_path):
+    stars = QTable(
+        {
+            "source_id": np.array([1, 2], dtype=np.int64),
+            "parallax_corrected": [1.0, 2.0] * u.mas,
+            "parallax_error": [0.1, 0.2] * u.mas,
+        }
+    )
+    first = StarDistance(length_scale=1 * u.kpc).fit(stars)
+    write_table(first, tmp_path / "a.fits")
+    plain = QTable.read(tmp_path / "a.fits")  # astropy: GAIADIST is JSON text
+    assert isinstance(plain.meta["GAIADIST"], str)
+    again = StarDistance(length_scale=2 * u.kpc).fit(plain)
+    assert "GAIADIST" not in again.meta and "JSONMETA" not in again.meta
+    assert again.meta["gaiadist"]["star_distance"]["length_scale_pc"] == 2000
+    write_table(again, tmp_path / "b.fits")
+    assert read_gaia(tmp_path / "b.fits").meta["gaiadist"] == again.meta["gaiadist"]

@@ -62,3 +62,53 @@ def test_figures(fitted, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(Exception, match="bp_rp"):
         plotting.cmd_plot(Table({"p_member": [0.5]}))
+
+
+def test_figures_explain_themselves(fitted):
+    stars, fit = fitted
+    summary = {row["parameter"]: row for row in fit.summary()}
+    corner = plotting.corner_plot(fit, truth=stars.meta["truth"])
+    diagonal = [corner.axes[i * 5] for i in range(4)]
+    for ax, name in zip(diagonal, ("D", "approx_size", "L", "Q"), strict=True):
+        # The title is the summary's mean and sd, not a median and quantiles.
+        mean, sd = ax.get_title().split("= ")[1].split()[0:3:2]
+        assert float(mean) == pytest.approx(summary[name]["mean"], abs=float(sd))
+        assert float(sd) == pytest.approx(summary[name]["sd"], rel=0.05)
+        edges = sorted(
+            line.get_xdata()[0] for line in ax.lines if line.get_ls() == "--"
+        )
+        assert edges == pytest.approx(
+            [summary[name]["hdi_3%"], summary[name]["hdi_97%"]]
+        )
+    labels = [t.get_text() for legend in corner.legends for t in legend.get_texts()]
+    assert labels == ["94 % HDI", "truth"]
+
+    predictive = plotting.predictive_plot(fit, num_draws=20)
+    post, prior = predictive.axes
+    assert post.get_ylabel() and prior.get_ylabel()
+    band = prior.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() >= 0.5 and prior.get_ylim()[0] == 0.5  # not filled to zero
+
+    cmd = plotting.cmd_plot(fit.table)
+    assert len(cmd.axes) == 3  # fitted members, true members, colour bar
+    assert "true members" in cmd.axes[1].get_title()
+    assert (
+        len(
+            plotting.cmd_plot(
+                fit.table[[c for c in fit.table.colnames if c != "true_member"]]
+            ).axes
+        )
+        == 2
+    )
+
+
+def test_star_distance_plot_keeps_negative_parallaxes(fitted):
+    stars, _ = fitted
+    with pytest.warns(Warning, match="cannot be used"):
+        distances = StarDistance(length_scale=400 * u.pc).fit(stars)
+    negative = np.count_nonzero(distances["parallax_corrected"] <= 0 * u.mas)
+    assert negative > 10
+    fig = plotting.star_distance_plot(distances)
+    left, right = fig.axes
+    assert f"({negative} more on the right)" in left.get_title()
+    assert right.get_title() == f"all {len(stars) - 2} stars with a distance"
