@@ -9,6 +9,16 @@ and a parallax with the DR3 error for the star's magnitude plus the
 Lindegren et al. (2021) zero point, so that `gaiadist.apply_zeropoint`
 removes it exactly.
 
+Proper motions and positions follow a model of the kind astronomers fit to
+select members (Cantat-Gaudin et al. 2018; Hunt & Reffert 2023): members
+move with the cluster's proper motion plus an intrinsic velocity dispersion
+(in km/s, so narrower in mas/yr for farther members), and lie on the sky in
+a Plummer profile of half-number radius ``r50`` (pc) around the cone's
+centre; field stars are uniform over the cone and move as a mixture of
+Gaussians in proper motion. Every star has DR3-like parallax and proper
+motion errors whose correlations it reports in the ``*_corr`` columns, and
+its observed values are drawn with that covariance.
+
 Every star, member or not, gets a G magnitude from the same distribution,
 independent of its distance: the fitted model treats parallax errors as given
 and has no selection function, and if members and field stars had different
@@ -42,6 +52,17 @@ M67_LIKE = {
 }
 
 _G_RANGE = (12.0, 20.9)  # inside the zero point's validity (6 < G < 21)
+#: km/s of transverse velocity per mas/yr of proper motion at 1 kpc.
+_KMS_PER_MASYR_KPC = 4.740470446
+#: DR3 proper motion errors (mas/yr) per parallax error (mas), about 1 at
+#: every magnitude (Lindegren et al. 2021, table 4).
+_PM_ERROR_RATIO = 1.0
+#: Largest |correlation| between a star's parallax and proper motion errors.
+_MAX_CORR = 0.3
+
+#: The field's proper motions in `cluster_field`: (weight, pmra, pmdec, sd)
+#: of round Gaussians in mas/yr, a disc-like core and a broad halo.
+FIELD_MOTION = ((0.7, -2.0, -3.0, 3.0), (0.3, 0.0, -1.0, 8.0))
 _FIELD_SLOPE = 0.3  # star counts rise as 10^(0.3 G)
 _FIVE_PARAM = 31
 
@@ -66,6 +87,10 @@ def cluster_field(
     length_scale: u.Quantity = 400 * u.pc,
     center: SkyCoord | None = None,
     radius: u.Quantity = 0.5 * u.deg,
+    r50: u.Quantity = 3 * u.pc,
+    proper_motion: u.Quantity = (-11.0, -3.0) * u.mas / u.yr,
+    velocity_dispersion: u.Quantity = 1.0 * u.km / u.s,
+    field_motion: tuple[tuple[float, float, float, float], ...] = FIELD_MOTION,
     zero_point: bool = True,
     seed: int | None = None,
 ) -> QTable:
@@ -88,6 +113,16 @@ def cluster_field(
         Centre of the cone; by default M67's position.
     radius : `~astropy.units.Quantity`, optional
         Radius of the cone.
+    r50 : `~astropy.units.Quantity`, optional
+        The members' projected half-number radius: a Plummer profile of that
+        scale at distance ``D``, cut at the cone's edge.
+    proper_motion : `~astropy.units.Quantity`, optional
+        The cluster's mean proper motion (pmra, pmdec).
+    velocity_dispersion : `~astropy.units.Quantity`, optional
+        The members' one-dimensional velocity dispersion on the sky: at a
+        distance ``r`` a proper motion spread of ``v / (4.74047 r)``.
+    field_motion : tuple of (weight, pmra, pmdec, sd), optional
+        The field's proper motions, a mixture of round Gaussians (mas/yr).
     zero_point : bool, optional
         Add the Lindegren et al. (2021) parallax zero point to ``parallax``.
     seed : int, optional
@@ -97,10 +132,14 @@ def cluster_field(
     -------
     `~astropy.table.QTable`
         Gaia DR3 columns (``source_id``, ``ra``, ``dec``, ``parallax``,
-        ``parallax_error``, ``pmra``, ``pmdec``, ``phot_g_mean_mag``,
-        ``bp_rp``, and the zero point's inputs) plus the truth per star,
-        ``true_distance`` and ``true_member``. ``meta["truth"]`` holds
-        ``D``, ``approx_size`` and ``L`` (pc), ``Q`` and ``n_members``.
+        ``parallax_error``, ``pmra``, ``pmra_error``, ``pmdec``,
+        ``pmdec_error``, ``parallax_pmra_corr``, ``parallax_pmdec_corr``,
+        ``pmra_pmdec_corr``, ``phot_g_mean_mag``, ``bp_rp``, and the zero
+        point's inputs) plus the truth per star, ``true_distance`` and
+        ``true_member``. ``meta["truth"]`` holds ``D``, ``approx_size``,
+        ``r50`` and ``L`` (pc), ``Q``, ``n_members``, ``pmra`` and
+        ``pmdec`` (mas/yr), ``velocity_dispersion`` (km/s) and
+        ``field_motion``.
     """
     if n_stars < 1:
         raise ValueError("n_stars must be positive")
@@ -109,6 +148,13 @@ def cluster_field(
     d = float(quantity_values(distance, u.pc, "distance"))
     sigma = float(quantity_values(size, u.pc, "size")) / d
     scale = float(quantity_values(length_scale, u.pc, "length_scale"))
+    r50_pc = float(quantity_values(r50, u.pc, "r50"))
+    centre = quantity_values(proper_motion, u.mas / u.yr, "proper_motion")
+    if centre.shape != (2,):
+        raise ValueError("proper_motion must be two values, pmra and pmdec")
+    dispersion = float(
+        quantity_values(velocity_dispersion, u.km / u.s, "velocity_dispersion")
+    )
     if center is None:
         center = SkyCoord(ra=132.846 * u.deg, dec=11.814 * u.deg)
     rng = np.random.default_rng(seed)
@@ -128,15 +174,19 @@ def cluster_field(
     )
 
     err = parallax_error_dr3(g_mag)
-    parallax = 1000.0 / r + err * rng.normal(size=n_stars)
+    noise = rng.normal(size=(3, n_stars))  # parallax, pmra, pmdec
+    parallax = 1000.0 / r + err * noise[0]
     cone = float(quantity_values(radius, u.deg, "radius"))
+    a = np.degrees(r50_pc / d)
     sep = cone * np.sqrt(rng.random(n_stars))
+    sep[member] = _plummer_radii(rng, n_mem, a, cone)
     pos = center.directional_offset_by(
         rng.uniform(0, 360, n_stars) * u.deg, sep * u.deg
     )
-    pm_field = rng.normal(0.0, 8.0, (2, n_stars))
-    pm_cluster = np.array([[-11.0], [-3.0]]) + rng.normal(0.0, 0.3, (2, n_stars))
-    pm = np.where(member, pm_cluster, pm_field)
+    corr = rng.uniform(-_MAX_CORR, _MAX_CORR, (3, n_stars))
+    true_pm = _true_motions(rng, member, r, centre, dispersion, field_motion)
+    pm_err = err * _PM_ERROR_RATIO
+    pm = true_pm + _correlated(noise, err, pm_err, corr)[1:]
 
     out = QTable()
     out["source_id"] = _source_ids(rng, n_stars)
@@ -145,7 +195,12 @@ def cluster_field(
     out["parallax"] = parallax * u.mas
     out["parallax_error"] = err * u.mas
     out["pmra"] = pm[0] * u.mas / u.yr
+    out["pmra_error"] = pm_err * u.mas / u.yr
     out["pmdec"] = pm[1] * u.mas / u.yr
+    out["pmdec_error"] = pm_err * u.mas / u.yr
+    out["parallax_pmra_corr"] = corr[0]
+    out["parallax_pmdec_corr"] = corr[1]
+    out["pmra_pmdec_corr"] = corr[2]
     out["phot_g_mean_mag"] = g_mag * u.mag
     out["bp_rp"] = bp_rp * u.mag
     # The effective wavenumber that goes with the colour (Lindegren et al.
@@ -166,8 +221,57 @@ def cluster_field(
         "L": scale,
         "Q": float(fraction),
         "n_members": n_mem,
+        "r50": r50_pc,
+        "pmra": float(centre[0]),
+        "pmdec": float(centre[1]),
+        "velocity_dispersion": dispersion,
+        "field_motion": [[float(x) for x in c] for c in field_motion],
     }
     return out
+
+
+def _plummer_radii(rng, n: int, a: float, edge: float) -> np.ndarray:
+    """Projected radii (deg) from a Plummer profile of scale ``a``, cut at ``edge``.
+
+    The projected profile holds ``R^2 / (R^2 + a^2)`` of its stars inside
+    ``R``, so ``a`` is the half-number radius; inverting that fraction,
+    limited to what lies inside ``edge``, gives the radii.
+    """
+    inside = edge**2 / (edge**2 + a**2)
+    f = inside * rng.random(n)
+    return a * np.sqrt(f / (1.0 - f))
+
+
+def _true_motions(rng, member, r, centre, dispersion, field_motion) -> np.ndarray:
+    """True proper motions (mas/yr), shape (2, n): cluster and field."""
+    n = member.size
+    out = np.empty((2, n))
+    spread = dispersion / (_KMS_PER_MASYR_KPC * r[member] / 1000.0)
+    out[:, member] = centre[:, None] + spread * rng.normal(size=(2, member.sum()))
+    weights = np.array([c[0] for c in field_motion], dtype=float)
+    which = rng.choice(len(field_motion), size=n, p=weights / weights.sum())
+    means = np.array([c[1:3] for c in field_motion], dtype=float)[which].T
+    sds = np.array([c[3] for c in field_motion], dtype=float)[which]
+    field = means + sds * rng.normal(size=(2, n))
+    out[:, ~member] = field[:, ~member]
+    return out
+
+
+def _correlated(noise, plx_err, pm_err, corr) -> np.ndarray:
+    """Errors with each star's 3x3 covariance, from unit normal ``noise``.
+
+    The covariance's Cholesky factor is lower triangular, so the parallax
+    error is ``plx_err * noise[0]``, whatever the correlations.
+    """
+    cov = np.empty((plx_err.size, 3, 3))
+    sd = np.stack([plx_err, pm_err, pm_err], axis=1)
+    rho = np.ones((plx_err.size, 3, 3))
+    rho[:, 0, 1] = rho[:, 1, 0] = corr[0]
+    rho[:, 0, 2] = rho[:, 2, 0] = corr[1]
+    rho[:, 1, 2] = rho[:, 2, 1] = corr[2]
+    cov[:] = rho * sd[:, :, None] * sd[:, None, :]
+    chol = np.linalg.cholesky(cov)
+    return np.einsum("nij,jn->in", chol, noise)
 
 
 def _source_ids(rng, n):

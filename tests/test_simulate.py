@@ -3,6 +3,7 @@
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 from scipy import stats
 
 from gaiadist import apply_zeropoint
@@ -62,3 +63,62 @@ def test_zero_point_is_removed_exactly_and_ids_are_exact():
     np.testing.assert_allclose(
         raw["parallax"].value, corrected["parallax_corrected"].value, atol=1e-12
     )
+
+
+def test_proper_motions_and_positions_follow_the_astrometric_truth():
+    t = cluster_field(
+        30000,
+        distance=1500 * u.pc,
+        size=10 * u.pc,
+        fraction=0.3,
+        r50=4 * u.pc,
+        proper_motion=(2.0, -5.0) * u.mas / u.yr,
+        velocity_dispersion=2.0 * u.km / u.s,
+        seed=5,
+    )
+    truth = t.meta["truth"]
+    assert (truth["r50"], truth["pmra"], truth["pmdec"]) == (4.0, 2.0, -5.0)
+    member = np.asarray(t["true_member"])
+    r = t["true_distance"].to_value(u.pc)
+    # Members: pull of each proper motion against the intrinsic spread at the
+    # star's own distance plus its error is a unit normal.
+    intrinsic = 2.0 / (4.740470446 * r[member] / 1000.0)
+    for name, centre in (("pmra", 2.0), ("pmdec", -5.0)):
+        err = t[f"{name}_error"].value[member]
+        pull = (t[name].value[member] - centre) / np.hypot(intrinsic, err)
+        assert stats.kstest(pull, "norm").pvalue > 1e-3, name
+    # Members lie in a Plummer profile, R^2 / (R^2 + r50^2) of them within R,
+    # cut at the cone's edge (0.5 deg, 13.1 pc at 1.5 kpc).
+    centre = SkyCoord(132.846 * u.deg, 11.814 * u.deg)
+    sep = centre.separation(SkyCoord(t["ra"], t["dec"])).to_value(u.rad) * 1500
+    edge = np.radians(0.5) * 1500
+    assert sep[member].max() < edge
+    for radius in (2.0, 4.0, 8.0):
+        want = (radius**2 / (radius**2 + 16)) / (edge**2 / (edge**2 + 16))
+        assert abs(np.mean(sep[member] < radius) - want) < 0.015, radius
+    # Field stars are uniform over the cone: the fraction inside half its
+    # radius is a quarter.
+    assert abs(np.mean(sep[~member] < 0.25 * np.pi / 180 * 1500) - 0.25) < 0.02
+    # Errors are drawn with the reported correlations: the parallax and pmra
+    # residuals of field stars with the largest positive and negative
+    # correlations have correlations of their sign.
+    plx_res = (t["parallax"].value - 1000 / r - _zpt(t)) / t["parallax_error"].value
+    rho = np.asarray(t["parallax_pmra_corr"])
+    for sign in (1, -1):
+        pick = member & (sign * rho > 0.2)
+        pm_res = (t["pmra"].value[pick] - 2.0) / np.hypot(
+            2.0 / (4.740470446 * r[pick] / 1000.0), t["pmra_error"].value[pick]
+        )
+        assert sign * np.corrcoef(plx_res[pick], pm_res)[0, 1] > 0.1
+    # The field's proper motions: the mixture's mean.
+    weights = np.array([c[0] for c in truth["field_motion"]])
+    mean_ra = np.sum(weights * np.array([c[1] for c in truth["field_motion"]]))
+    assert abs(np.mean(t["pmra"].value[~member]) - mean_ra) < 0.1
+
+
+def _zpt(t):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return apply_zeropoint(t)["zpt"].value
