@@ -1,0 +1,229 @@
+"""The astrometric model's likelihood against brute-force integrals with scipy."""
+
+import astropy.units as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.table import QTable
+from scipy import integrate, stats
+
+from gaiadist import DistanceFlag, InputError
+from gaiadist.astrometric import (
+    KMS_PER_MASYR_KPC,
+    astrometric_stars,
+    component_log_likelihoods,
+    log_likelihood,
+    membership,
+)
+
+CENTRE = SkyCoord(132.846 * u.deg, 11.814 * u.deg)
+EDGE = 0.5 * u.deg
+
+PARAMS = {
+    "log_D": np.log(900.0),
+    "log_sigma": np.log(0.01),
+    "Q": 0.3,
+    "log_L": np.log(500.0),
+    "pmra": -11.0,
+    "pmdec": -3.0,
+    "log_dispersion": np.log(1.5),
+    "log_r50": np.log(3.0),
+    "field_weights": np.array([0.7, 0.3]),
+    "field_pm": np.array([[-2.0, -3.0], [0.0, -1.0]]),
+    "log_field_sd": np.log(np.array([[3.0, 2.5], [8.0, 7.0]])),
+}
+
+# parallax, its error, pmra, pmdec, their errors, the three correlations,
+# and the offset from the centre (deg): kinds of star a cluster field holds.
+STARS = [
+    (1.11, 0.02, -11.1, -2.9, 0.02, 0.02, 0.1, -0.2, 0.05, 0.01),  # precise member
+    (1.05, 0.30, -10.5, -3.4, 0.35, 0.30, 0.3, 0.25, -0.3, 0.12),  # faint member
+    (2.50, 0.05, -1.0, -4.0, 0.06, 0.05, -0.1, 0.0, 0.2, 0.30),  # near field star
+    (0.20, 0.10, 3.0, 1.0, 0.12, 0.10, 0.0, 0.0, 0.0, 0.45),  # far field star
+    (-0.40, 0.50, -6.0, -2.0, 0.60, 0.55, 0.29, -0.29, 0.29, 0.05),  # negative
+    (1.10, 0.05, -2.0, -3.0, 0.05, 0.05, 0.0, 0.0, 0.0, 0.02),  # right plx, field pm
+]
+
+
+def _table(rows=STARS):
+    rows = np.array(rows, dtype=float).T
+    where = CENTRE.directional_offset_by(
+        np.linspace(0, 300, rows.shape[1]) * u.deg, rows[9] * u.deg
+    )
+    return QTable(
+        {
+            "source_id": np.arange(rows.shape[1], dtype=np.int64) + 2**60,
+            "ra": where.ra.to(u.deg),
+            "dec": where.dec.to(u.deg),
+            "parallax_corrected": rows[0] * u.mas,
+            "parallax_error": rows[1] * u.mas,
+            "pmra": rows[2] * u.mas / u.yr,
+            "pmdec": rows[3] * u.mas / u.yr,
+            "pmra_error": rows[4] * u.mas / u.yr,
+            "pmdec_error": rows[5] * u.mas / u.yr,
+            "parallax_pmra_corr": rows[6],
+            "parallax_pmdec_corr": rows[7],
+            "pmra_pmdec_corr": rows[8],
+        }
+    )
+
+
+def _brute_force(row, params):
+    """ln Q p(star | cluster) and ln (1 - Q) p(star | field), with scipy alone.
+
+    The full 3x3 Gaussian of (parallax, pmra, pmdec) at every distance of a
+    dense grid in ln r, times the component's prior in ln r, integrated by
+    the trapezoid rule; the sky densities integrated over the footprint
+    numerically for their normalisation.
+    """
+    plx, err, pmra, pmdec, e_ra, e_dec, r_pra, r_pdec, r_radec, sep = row
+    sd = np.array([err, e_ra, e_dec])
+    rho = np.array([[1, r_pra, r_pdec], [r_pra, 1, r_radec], [r_pdec, r_radec, 1]])
+    cov = rho * sd[:, None] * sd[None, :]
+    obs = np.array([plx, pmra, pmdec])
+    d, sigma = np.exp(params["log_D"]), np.exp(params["log_sigma"])
+    length = np.exp(params["log_L"])
+
+    def joint(u_grid, mean_pm, extra_var):
+        """The 3-d Gaussian density of ``obs`` at each distance of the grid."""
+        r = np.exp(u_grid)
+        mean = np.empty((r.size, 3))
+        mean[:, 0], mean[:, 1:] = 1000.0 / r, mean_pm
+        extra = np.zeros((r.size, 3, 3))
+        extra[:, 1, 1], extra[:, 2, 2] = np.broadcast_to(extra_var, (2, r.size))
+        return _mvn3_pdf(obs, mean, cov + extra)
+
+    # The cluster: ln r ~ Normal(ln D, sigma), dispersion v / (4.74 r / kpc).
+    u_c = np.linspace(np.log(d) - 40 * sigma, np.log(d) + 40 * sigma, 8001)
+    spread = np.exp(params["log_dispersion"]) / (KMS_PER_MASYR_KPC * np.exp(u_c) / 1e3)
+    prior_c = stats.norm(np.log(d), sigma).pdf(u_c)
+    centre = (params["pmra"], params["pmdec"])
+    like_c = integrate.trapezoid(prior_c * joint(u_c, centre, spread**2), u_c)
+    # The field: EDSD in r, so r^3 e^(-r/L) / (2 L^3) in ln r; a mixture.
+    u_f = np.linspace(np.log(1.0), np.log(60 * length), 20001)
+    r_f = np.exp(u_f)
+    prior_f = r_f**3 * np.exp(-r_f / length) / (2 * length**3)
+    like_f = 0.0
+    for w, mean, log_sd in zip(
+        params["field_weights"],
+        params["field_pm"],
+        params["log_field_sd"],
+        strict=True,
+    ):
+        var = np.exp(2 * log_sd)[:, None]
+        like_f += w * integrate.trapezoid(prior_f * joint(u_f, mean, var), u_f)
+    # The sky: a Plummer profile a^2 / (pi (a^2 + R^2)^2), normalised over
+    # the footprint numerically; the field uniform over it.
+    a = np.degrees(np.exp(params["log_r50"]) / d)
+    edge = EDGE.to_value(u.deg)
+
+    def plummer(radius):
+        return a * a / (np.pi * (a * a + radius * radius) ** 2)
+
+    inside, _ = integrate.quad(lambda x: 2 * np.pi * x * plummer(x), 0, edge)
+    q = params["Q"]
+    with np.errstate(divide="ignore"):  # a component can underflow to 0
+        return (
+            np.log(q * like_c * plummer(sep) / inside),
+            np.log((1 - q) * like_f / (np.pi * edge * edge)),
+        )
+
+
+def _mvn3_pdf(x, mean, cov):
+    """Density of a 3-d Gaussian at ``x`` for many means and covariances."""
+    d = x - mean
+    _, logdet = np.linalg.slogdet(cov)
+    quad = np.einsum("ni,ni->n", d, np.linalg.solve(cov, d[..., None])[..., 0])
+    return np.exp(-0.5 * quad - 0.5 * logdet - 1.5 * np.log(2 * np.pi))
+
+
+def test_the_reference_gaussian_is_scipys():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 3, 3))
+    cov = a @ np.swapaxes(a, 1, 2) + np.eye(3)
+    mean = rng.normal(size=(4, 3))
+    x = rng.normal(size=3)
+    want = [
+        stats.multivariate_normal(m, c).pdf(x) for m, c in zip(mean, cov, strict=True)
+    ]
+    np.testing.assert_allclose(_mvn3_pdf(x, mean, cov), want, rtol=1e-12)
+
+
+def test_component_likelihoods_match_brute_force_integrals():
+    stars, flag = astrometric_stars(_table(), CENTRE, EDGE)
+    assert np.all(flag == 0)
+    with jax.enable_x64(True):
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
+        got_c, got_f = component_log_likelihoods(
+            params, jax.tree.map(jnp.asarray, stars)
+        )
+    for i, row in enumerate(STARS):
+        want_c, want_f = _brute_force(row, PARAMS)
+        total = np.logaddexp(want_c, want_f)
+        assert float(np.logaddexp(got_c[i], got_f[i])) == pytest.approx(
+            total, abs=1e-4
+        ), i
+        # Each component to the same accuracy wherever it matters: a
+        # component 30 nats below the other is e^-30 of the star's
+        # likelihood, and there only has to stay negligible.
+        for got, want, name in ((got_c, want_c, "cluster"), (got_f, want_f, "field")):
+            if want > total - 30:
+                assert float(got[i]) == pytest.approx(want, abs=1e-4), (i, name)
+            else:
+                assert float(got[i]) < total - 25, (i, name)
+
+
+def test_membership_uses_proper_motions():
+    stars, _ = astrometric_stars(_table(), CENTRE, EDGE)
+    p = np.asarray(membership(PARAMS, stars))
+    assert p[0] > 0.99 and p[1] > 0.5  # on the cluster's motion and parallax
+    assert p[2] < 1e-3 and p[3] < 1e-3
+    # The cluster's parallax, the field's proper motion: not a member.
+    assert p[5] < 1e-3
+    # The total is the sum of the mixture over the stars.
+    c, f = component_log_likelihoods(PARAMS, stars)
+    total = log_likelihood(PARAMS, stars)
+    assert float(total) == pytest.approx(float(np.sum(np.logaddexp(c, f))), rel=1e-6)
+
+
+def test_gradients_are_finite_and_match_finite_differences():
+    stars, _ = astrometric_stars(_table(), CENTRE, EDGE)
+    with jax.enable_x64(True):
+        stars = jax.tree.map(jnp.asarray, stars)
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
+        grad = jax.grad(log_likelihood)(params, stars)
+        for name in ("log_D", "log_sigma", "pmra", "log_dispersion", "log_r50"):
+            step = 1e-6
+            up = dict(params, **{name: params[name] + step})
+            down = dict(params, **{name: params[name] - step})
+            numeric = (log_likelihood(up, stars) - log_likelihood(down, stars)) / (
+                2 * step
+            )
+            assert float(grad[name]) == pytest.approx(
+                float(numeric), rel=1e-4, abs=1e-6
+            )
+
+
+def test_unusable_rows_are_flagged_not_dropped_silently():
+    rows = [list(r) for r in STARS]
+    rows[1][2] = np.nan  # no pmra
+    rows[2][4] = 0.0  # zero pmra error
+    rows[3][9] = 0.6  # outside the footprint
+    stars, flag = astrometric_stars(_table(rows), CENTRE, EDGE)
+    assert list(flag) == [
+        0,
+        DistanceFlag.BAD_ERROR,
+        DistanceFlag.BAD_ERROR,
+        DistanceFlag.EXCLUDED,
+        0,
+        0,
+    ]
+    assert stars.plx.shape == (3,)
+    table = _table()
+    del table["pmra_pmdec_corr"]
+    with pytest.raises(InputError, match="pmra_pmdec_corr"):
+        astrometric_stars(table, CENTRE, EDGE)
+    with pytest.raises(InputError, match="edge needs a unit"):
+        astrometric_stars(_table(), CENTRE, 0.5)
