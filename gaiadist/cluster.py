@@ -47,6 +47,7 @@ from .marginal import (
     to_parameters,
     whitening,
 )
+from .peak import ClusterGuess, proper_motion_peak
 from .posterior import SIGMA_PROBS
 from .provenance import describe_distribution, record
 from .stars import (
@@ -59,6 +60,8 @@ from .stars import (
 __all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
 
 _METHODS = ("marginal", "latent")
+#: The columns `proper_motion_peak` needs for a start at the cluster it finds.
+_PEAK_COLUMNS = ("ra", "dec", "pmra", "pmdec")
 _SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L")
 _UNITS = {"D": "pc", "approx_size": "pc", "L": "pc"}
 MIN_STARS = 10
@@ -98,6 +101,11 @@ class ClusterDistance:
     distance_guess : `~astropy.units.Quantity`, optional
         Where to start the chains' cluster distance. By default the peak of
         the parallax distribution of the stars with parallax over error > 5.
+        The mode search also starts 3 times nearer and farther, and, where
+        the table has ``ra``, ``dec``, ``pmra`` and ``pmdec``, at the parallax
+        of the stars in the clump of proper motions that crowds the field's
+        centre (`gaiadist.peak.proper_motion_peak`, recorded in ``meta``);
+        the mode with the most posterior mass wins.
     num_draws : int, optional
         Posterior draws used for the per-star membership probabilities and
         distances of the marginal method.
@@ -187,16 +195,7 @@ class ClusterDistance:
         """
         job = self._prepare(table, parallax_range=parallax_range)
         sample = self._fit_marginal if self.method == "marginal" else self._fit_latent
-        result = sample(
-            job.plx[job.usable],
-            job.err[job.usable],
-            job.init,
-            seed,
-            num_warmup,
-            num_samples,
-            num_chains,
-            progress,
-        )
+        result = sample(job, seed, num_warmup, num_samples, num_chains, progress)
         settings = {
             "seed": seed,
             "num_warmup": num_warmup,
@@ -316,7 +315,10 @@ class ClusterDistance:
         if distance_guess is None:
             distance_guess = self.distance_guess
         init = self._initial_values(plx[usable], err[usable], distance_guess)
-        return _Job(table, plx_name, plx, err, flag, usable, init, parallax_range)
+        peak = None
+        if all(c in table.colnames for c in _PEAK_COLUMNS):
+            peak = proper_motion_peak(table[usable], parallax=plx_name)
+        return _Job(table, plx_name, plx, err, flag, usable, init, parallax_range, peak)
 
     def _result(
         self, job, by_chain, diverging, seconds, p_member, quantiles, check, settings
@@ -365,19 +367,19 @@ class ClusterDistance:
                 "priors": {k: describe_distribution(v) for k, v in self.priors.items()},
                 **settings,
                 "stars_used": int(np.count_nonzero(usable)),
+                "proper_motion_peak": None if job.peak is None else job.peak._asdict(),
             },
         )
         fit._warn_if_unconverged()
         return fit
 
-    def _fit_marginal(
-        self, plx, err, init, seed, num_warmup, num_samples, num_chains, progress
-    ):
+    def _fit_marginal(self, job, seed, num_warmup, num_samples, num_chains, progress):
         """Laplace-whitened NUTS on the population, then the per-star results."""
+        plx, err = job.plx[job.usable], job.err[job.usable]
         n = plx.shape[0]
         dtype = jnp.result_type(float)
         data = padded_stars(plx, err, padded_size(n), dtype)
-        starts = self._starts(init)
+        starts = self._starts(job)
         start = time.perf_counter()
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
         keys, z0 = _chain_starts(seed, num_chains)
@@ -416,7 +418,7 @@ class ClusterDistance:
                 strict=True,
             )
         ]
-        starts = np.stack([self._starts(job.init) for job in jobs])
+        starts = np.stack([self._starts(job) for job in jobs])
         start = time.perf_counter()
         modes, log_p, hessians = (
             np.asarray(a)
@@ -454,15 +456,15 @@ class ClusterDistance:
             for i, job in enumerate(jobs)
         ]
 
-    def _starts(self, init: dict) -> np.ndarray:
-        """The mode searches' starting points, unconstrained, shape (3, 4)."""
+    def _starts(self, job: _Job) -> np.ndarray:
+        """The mode searches' starting points, unconstrained, shape (4, 4)."""
         return np.array(
             [
                 [
                     float(dist.biject_to(self.priors[k].support).inv(value))
                     for k, value in point.items()
                 ]
-                for point in _starting_points(init)
+                for point in _starting_points(job.init, job.peak)
             ]
         )
 
@@ -475,10 +477,9 @@ class ClusterDistance:
         )
         return np.stack([flat[k][pick] for k in POPULATION], axis=1)
 
-    def _fit_latent(
-        self, plx, err, init, seed, num_warmup, num_samples, num_chains, progress
-    ):
+    def _fit_latent(self, job, seed, num_warmup, num_samples, num_chains, progress):
         """The tutorial's model: NUTS over the population and every distance."""
+        plx, err, init = job.plx[job.usable], job.err[job.usable], job.init
         dtype = jnp.result_type(float)
         outside = [
             f"{k} = {init[k]:.4g}"
@@ -779,6 +780,7 @@ class _Job(NamedTuple):
     usable: np.ndarray
     init: dict
     parallax_range: list[float] | None
+    peak: ClusterGuess | None
 
 
 def _parallax_range(bounds) -> tuple[float, float]:
@@ -830,16 +832,23 @@ def _import_arviz():
     return arviz
 
 
-def _starting_points(init: dict) -> list[dict]:
+def _starting_points(init: dict, peak: ClusterGuess | None) -> list[dict]:
     """Where the mode searches start, ordered as `POPULATION`.
 
-    ``init``, and ``init`` with the cluster 3 times nearer and 3 times
-    farther, so that a poor distance guess is not fatal.
+    ``init``, ``init`` with the cluster 3 times nearer and 3 times farther,
+    so that a poor distance guess is not fatal, and ``init`` with the
+    cluster at the distance of the proper motion peak (``init`` again where
+    there is none, so that the search always has four starts and one
+    compiled program).
     """
-    return [
+    points = [
         {k: init[k] + (shift if k == "log_D" else 0.0) for k in POPULATION}
         for shift in (0.0, -math.log(3.0), math.log(3.0))
     ]
+    at_peak = dict(points[0])
+    if peak is not None and np.isfinite(peak.distance):
+        at_peak["log_D"] = math.log(peak.distance)
+    return [*points, at_peak]
 
 
 def _constrainer(priors):

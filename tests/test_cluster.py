@@ -320,3 +320,33 @@ def test_progress_bar_counts_every_chain(capsys):
     assert "NUTS (marginal)" in err
     total = 200 if jax.default_backend() == "cpu" else 100
     assert f"/{total}" in err
+
+
+def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
+    """Field stars outnumber members 24 to 1, as in a wide cone around the Pleiades.
+
+    The parallax peak of the precise stars lies on the field; the model then
+    parked its "cluster" on the field (D = 1545 pc, approx_size 733 pc,
+    Q = 0.92, without a warning) until the mode search also started at the
+    clump of proper motions in the middle of the field.
+    """
+    stars = cluster_field(
+        8000,
+        distance=135 * u.pc,
+        size=3 * u.pc,
+        fraction=0.04,
+        length_scale=800 * u.pc,
+        proper_motion=(20.0, -45.0) * u.mas / u.yr,
+        radius=1.5 * u.deg,
+        seed=3,
+    )
+    stars = apply_zeropoint(stars)
+    fit = ClusterDistance().fit(stars, seed=0, parallax_range=(0.2, 20))
+    summary = {row["parameter"]: row for row in fit.summary()}
+    assert abs(summary["D"]["mean"] - 135) < 3 * summary["D"]["sd"] + 1
+    assert summary["approx_size"]["mean"] < 10
+    members = np.asarray(fit.table["p_member"]) > 0.5
+    truth = np.asarray(stars["true_member"])
+    assert np.count_nonzero(members & truth) > 0.9 * truth.sum()
+    peak = fit.table.meta["gaiadist"]["cluster_distance"]["proper_motion_peak"]
+    assert abs(peak["pmra"] - 20) < 0.5 and abs(peak["pmdec"] + 45) < 0.5
