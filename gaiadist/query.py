@@ -37,7 +37,9 @@ from .exceptions import GaiadistWarning, InputError, ServiceError
 __all__ = ["DEFAULT_COLUMNS", "GAIA_EPOCH", "conf", "query_cone"]
 
 #: The columns the rest of gaiadist uses: identifiers and positions, the
-#: astrometry and its errors, and what the parallax zero point needs.
+#: astrometry, its errors and the correlations of parallax and proper motion
+#: errors (for the astrometric cluster model), and what the parallax zero
+#: point needs.
 DEFAULT_COLUMNS = (
     "source_id",
     "ra",
@@ -48,6 +50,9 @@ DEFAULT_COLUMNS = (
     "pmra_error",
     "pmdec",
     "pmdec_error",
+    "parallax_pmra_corr",
+    "parallax_pmdec_corr",
+    "pmra_pmdec_corr",
     "phot_g_mean_mag",
     "bp_rp",
     "nu_eff_used_in_astrometry",
