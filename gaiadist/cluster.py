@@ -38,6 +38,7 @@ from .marginal import (
     ProgressBar,
     best_mode,
     laplace,
+    laplace_masses,
     mode_search_options,
     nuts_program,
     padded_size,
@@ -68,6 +69,9 @@ MIN_STARS = 10
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
 QUADRATURE_LIMIT = 0.2
+#: A second mode with more than this share of the best one's posterior mass
+#: makes the fit warn.
+RIVAL_LIMIT = 0.01
 
 
 def default_priors() -> dict[str, dist.Distribution]:
@@ -321,7 +325,16 @@ class ClusterDistance:
         return _Job(table, plx_name, plx, err, flag, usable, init, parallax_range, peak)
 
     def _result(
-        self, job, by_chain, diverging, seconds, p_member, quantiles, check, settings
+        self,
+        job,
+        by_chain,
+        diverging,
+        seconds,
+        p_member,
+        quantiles,
+        check,
+        modes,
+        settings,
     ) -> ClusterFit:
         """The `ClusterFit` of one cluster, from its draws and per-star results."""
         table, flag, usable = job.table, job.flag, job.usable
@@ -357,6 +370,7 @@ class ClusterDistance:
             parallax=np.where(usable, job.plx, np.nan),
             parallax_error=np.where(usable, job.err, np.nan),
             priors=self.priors,
+            modes=modes,
         )
         record(
             out,
@@ -368,6 +382,7 @@ class ClusterDistance:
                 **settings,
                 "stars_used": int(np.count_nonzero(usable)),
                 "proper_motion_peak": None if job.peak is None else job.peak._asdict(),
+                "modes": modes,
             },
         )
         fit._warn_if_unconverged()
@@ -388,6 +403,7 @@ class ClusterDistance:
             starts.astype(dtype), *data
         )
         centre, chol = _whitening_map(modes, log_p, hessians, starts[0])
+        found = self._modes_found(modes, log_p, hessians)
         draws, diverging = run_chains(
             run,
             keys,
@@ -401,7 +417,7 @@ class ClusterDistance:
         by_chain = to_parameters(draws)
         theta = self._draws_for_stars(by_chain, seed)
         p_member, quantiles, check = star_results(plx, err, theta.astype(dtype))
-        return by_chain, diverging, seconds, p_member, quantiles, check
+        return by_chain, diverging, seconds, p_member, quantiles, check, found
 
     def _fit_marginal_many(self, jobs, seeds, num_warmup, num_samples, num_chains):
         """`_fit_marginal` for several clusters, vectorised over them."""
@@ -452,6 +468,7 @@ class ClusterDistance:
                     job.err[job.usable],
                     self._draws_for_stars(by_chain[i], seeds[i]).astype(dtype),
                 ),
+                self._modes_found(modes[i], log_p[i], hessians[i]),
             )
             for i, job in enumerate(jobs)
         ]
@@ -467,6 +484,17 @@ class ClusterDistance:
                 for point in _starting_points(job.init, job.peak)
             ]
         )
+
+    def _modes_found(self, modes, log_p, hessians) -> list[dict]:
+        """Where each mode search ended: D (pc) and its Laplace log mass."""
+        to_log_d = dist.biject_to(self.priors["log_D"].support)
+        index = POPULATION.index("log_D")
+        log_d = [float(to_log_d(x)) for x in np.asarray(modes)[:, index]]
+        mass = laplace_masses(np.asarray(log_p), np.asarray(hessians))
+        return [
+            {"D": math.exp(value), "log_mass": float(m)}
+            for value, m in zip(log_d, mass, strict=True)
+        ]
 
     def _draws_for_stars(self, by_chain: dict, seed: int) -> np.ndarray:
         """``num_draws`` posterior draws, shape (k, 4), for the per-star results."""
@@ -521,7 +549,7 @@ class ClusterDistance:
         r = by_chain.pop("r").reshape(-1, plx.shape[0])
         p_member = _latent_membership(by_chain, r)
         quantiles = np.quantile(r, SIGMA_PROBS, axis=0).T
-        return by_chain, diverging, seconds, p_member, quantiles, None
+        return by_chain, diverging, seconds, p_member, quantiles, None, None
 
     def _compiled(self, kind, dtype, *settings):
         """The jitted Laplace step or sampler, kept for later fits.
@@ -602,6 +630,12 @@ class ClusterFit:
         likelihood from the sampler's fast quadrature and from the robust one
         (nats). Below about 0.1 the sampled posterior is the exact one for
         all practical purposes; above `QUADRATURE_LIMIT` the fit warns.
+    modes : list of dict or None
+        For the marginal method: where each of the mode searches ended,
+        ``D`` (pc) and ``log_mass`` (the Laplace approximation of the
+        posterior mass there). The chains sample around the best one; the
+        fit warns when another, at a distinct D, holds more than
+        `RIVAL_LIMIT` of its mass.
     """
 
     def __init__(
@@ -616,6 +650,7 @@ class ClusterFit:
         parallax,
         parallax_error,
         priors,
+        modes=None,
     ):
         self.table = table
         self.samples = samples
@@ -626,6 +661,7 @@ class ClusterFit:
         self._parallax = parallax
         self._parallax_error = parallax_error
         self._priors = priors
+        self.modes = modes
 
     def posterior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
         """Parallaxes simulated from the fitted model, star by star.
@@ -723,8 +759,9 @@ class ClusterFit:
         Checks r_hat (> 1.01) and the bulk and tail effective sample sizes
         (< 400) of every summarised parameter, divergent transitions, and
         for the marginal method the spread of the sampler's quadrature error
-        over the draws (`quadrature_check` > 0.2 nats). `fit` warns with
-        these.
+        over the draws (`quadrature_check` > 0.2 nats) and another mode of
+        the mode search, at a distinct D, with more than `RIVAL_LIMIT` of the
+        sampled mode's posterior mass. `fit` warns with these.
         """
         summary = self.summary()
         problems = []
@@ -745,7 +782,31 @@ class ClusterFit:
         n_div = int(np.count_nonzero(self.diverging))
         if n_div:
             problems.append(f"{n_div} divergent transitions")
+        problems.extend(self._rival_modes())
         return problems
+
+    def _rival_modes(self) -> list[str]:
+        """Other modes, at a distinct D, that hold a fair share of the mass."""
+        if not self.modes:
+            return []
+        mass = np.array([m["log_mass"] for m in self.modes])
+        if not np.any(np.isfinite(mass)):
+            return []
+        best = int(np.argmax(mass))
+        log_d = np.log([m["D"] for m in self.modes])
+        spread = 5.0 * float(np.std(self.samples["log_D"])) + 0.01
+        rivals = {}
+        for i, m in enumerate(self.modes):
+            share = math.exp(min(mass[i] - mass[best], 0.0))
+            if abs(log_d[i] - log_d[best]) > spread and share > RIVAL_LIMIT:
+                key = round(m["D"], -1)  # the same rival from two starts
+                rivals[key] = max((share, m["D"]), rivals.get(key, (0.0, 0.0)))
+        return [
+            f"the mode search also found a solution at D = {d:.4g} pc with "
+            f"{share:.0%} of the posterior mass of the one sampled (Laplace "
+            "approximation), which the chains did not explore"
+            for _, (share, d) in sorted(rivals.items())
+        ]
 
     def _warn_if_unconverged(self) -> None:
         problems = self.problems()

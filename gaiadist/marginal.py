@@ -49,6 +49,7 @@ __all__ = [
     "POPULATION",
     "best_mode",
     "laplace",
+    "laplace_masses",
     "mode_search_options",
     "pad",
     "padded_stars",
@@ -227,16 +228,26 @@ def best_mode(modes: np.ndarray, log_p: np.ndarray, hessians: np.ndarray):
     positive definite (a search that stopped short) count only when no mode
     has one, and then the highest ``log_p`` wins. Returns ``(mode, hessian)``.
     """
+    mass = laplace_masses(log_p, hessians)
+    if np.all(np.isinf(mass)):
+        mass = np.where(np.isfinite(log_p), log_p, -np.inf)
+    best = int(np.argmax(mass))
+    return modes[best], hessians[best]
+
+
+def laplace_masses(log_p: np.ndarray, hessians: np.ndarray) -> np.ndarray:
+    """Each mode's log posterior mass, ``log_p - 0.5 ln det H`` (Laplace).
+
+    -inf where the value or the Hessian is not finite, or the Hessian is
+    not positive definite (a search that stopped short of a mode).
+    """
     mass = np.full(len(log_p), -np.inf)
     for i, (value, hessian) in enumerate(zip(log_p, hessians, strict=True)):
         if np.isfinite(value) and np.all(np.isfinite(hessian)):
             eig = np.linalg.eigvalsh(0.5 * (hessian + hessian.T))
             if np.all(eig > 0):
                 mass[i] = value - 0.5 * np.sum(np.log(eig))
-    if np.all(np.isinf(mass)):
-        mass = np.where(np.isfinite(log_p), log_p, -np.inf)
-    best = int(np.argmax(mass))
-    return modes[best], hessians[best]
+    return mass
 
 
 def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):

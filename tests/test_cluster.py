@@ -350,3 +350,21 @@ def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
     assert np.count_nonzero(members & truth) > 0.9 * truth.sum()
     peak = fit.table.meta["gaiadist"]["cluster_distance"]["proper_motion_peak"]
     assert abs(peak["pmra"] - 20) < 0.5 and abs(peak["pmdec"] + 45) < 0.5
+
+
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_a_rival_mode_with_a_fair_share_of_the_mass_is_reported():
+    fit = ClusterDistance().fit(_table(200), num_warmup=100, num_samples=100)
+    # Every search is recorded, D and Laplace mass; here all found one mode.
+    assert len(fit.modes) == 4 and not fit._rival_modes()
+    d = float(np.mean(fit.samples["D"]))
+    fit.modes = [
+        {"D": d, "log_mass": -10.0},
+        {"D": 3 * d, "log_mass": -12.0},  # e^-2 = 14 % of the mass
+        {"D": 3 * d + 1e-3, "log_mass": -12.5},  # the same rival again
+        {"D": d / 3, "log_mass": -20.0},  # e^-10: negligible
+    ]
+    problems = [p for p in fit.problems() if "mode search" in p]
+    assert len(problems) == 1
+    assert f"D = {3 * d:.4g} pc with 14% of the posterior mass" in problems[0]
+    assert fit.table.meta["gaiadist"]["cluster_distance"]["modes"]
