@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
     _add_fit_options(surveyp, "default: all")
-    surveyp.add_argument(
-        "--strict-zeropoint",
-        action="store_true",
-        help=_STRICT_HELP,
-    )
+    _add_zeropoint_options(surveyp, skippable=False)
     bulk = sub.add_parser(
         "bulk",
         parents=[common],
@@ -771,11 +767,18 @@ def _add_prior_options(parser: argparse.ArgumentParser) -> None:
     _add_zeropoint_options(parser)
 
 
-def _add_zeropoint_options(parser: argparse.ArgumentParser) -> None:
-    """The zero point options of ``stars``, ``bulk`` and ``cluster``."""
-    parser.add_argument(
-        "--no-zeropoint", action="store_true", help="do not apply the zero point"
-    )
+def _add_zeropoint_options(
+    parser: argparse.ArgumentParser, *, skippable: bool = True
+) -> None:
+    """``--strict-zeropoint``, and ``--no-zeropoint`` where it can be left out.
+
+    ``stars``, ``bulk`` and ``cluster`` can skip the zero point; ``survey``
+    always applies it.
+    """
+    if skippable:
+        parser.add_argument(
+            "--no-zeropoint", action="store_true", help="do not apply the zero point"
+        )
     parser.add_argument("--strict-zeropoint", action="store_true", help=_STRICT_HELP)
 
 
