@@ -16,10 +16,16 @@ with ``w = 1000 / r`` and ``g = C_mp / C_pp`` (`AstrometricStars.gain`).
   ``(pmra, pmdec)`` with an isotropic velocity dispersion ``v`` (km/s), that is
   ``v / (4.74047 r / kpc)`` mas/yr at distance ``r``; on the sky a Plummer
   profile of half-number radius ``r50`` (pc, so ``r50 / D`` in angle) around
-  the footprint's centre, cut at its edge.
+  a free centre, normalised over the footprint.
 - field: the EDSD prior with length scale ``L``; proper motions from a mixture
   of Gaussians with free weights, means and (axis-aligned) widths; uniform
-  over the footprint, a cone of radius ``edge`` around the centre.
+  over the footprint.
+
+The footprint (`Footprint`) is where the stars were selected: a cone (as
+`gaiadist.query_cone` returns) or a box in ra and dec, both described in the
+gnomonic tangent plane about its centre. Over a box the Plummer profile's
+share inside is in closed form; over a cone it is a short integral over
+the position angle about the cluster's centre.
 
 The distance is integrated out per star on the Gauss-Hermite nodes of the
 parallax-only model (`gaiadist.likelihood.fast_nodes`), held fixed, so the
@@ -47,7 +53,10 @@ from .stars import DistanceFlag, parallax_inputs
 __all__ = [
     "KMS_PER_MASYR_KPC",
     "AstrometricStars",
+    "Footprint",
     "astrometric_stars",
+    "footprint_of",
+    "pad_stars",
     "component_log_likelihoods",
     "log_likelihood",
     "membership",
@@ -59,6 +68,163 @@ _LN_2PI = math.log(2.0 * math.pi)
 #: The proper motion columns, their errors and their correlations.
 _PM = ("pmra", "pmdec")
 _CORR = ("parallax_pmra_corr", "parallax_pmdec_corr", "pmra_pmdec_corr")
+#: Largest share of a field's stars in the corners of the square around
+#: their circle for `footprint_of` to take the footprint for a cone.
+_CORNER_SHARE = 0.01
+#: Position angles of the integral over a cone's edge (`_plummer_in_cone`).
+_N_ANGLES = 128
+
+
+class Footprint(NamedTuple):
+    """Where a field's stars were selected on the sky.
+
+    Positions are gnomonic (tangent plane) offsets ``x`` (east) and ``y``
+    (north) from the centre, in deg. Make one with `Footprint.cone`,
+    `Footprint.box` or `footprint_of`.
+
+    Attributes
+    ----------
+    ra, dec : float
+        The centre, deg.
+    shape : {"cone", "box"}
+        A cone of ``radius`` about the centre, or the box
+        ``x_min < x < x_max``, ``y_min < y < y_max``.
+    radius : float
+        The cone's radius, deg (NaN for a box).
+    bounds : tuple of float
+        ``(x_min, x_max, y_min, y_max)``, deg: the box, or the square around
+        the cone.
+    """
+
+    ra: float
+    dec: float
+    shape: str
+    radius: float
+    bounds: tuple[float, float, float, float]
+
+    @classmethod
+    def cone(cls, centre: SkyCoord, radius: u.Quantity) -> Footprint:
+        """A cone of ``radius`` (an angle) about ``centre``."""
+        r = float(quantity_values(radius, u.deg, "radius"))
+        if not r > 0:
+            raise InputError(f"the footprint's radius must be positive, not {radius}")
+        return cls(
+            float(centre.ra.deg), float(centre.dec.deg), "cone", r, (-r, r, -r, r)
+        )
+
+    @classmethod
+    def box(
+        cls, centre: SkyCoord, bounds: tuple[float, float, float, float]
+    ) -> Footprint:
+        """The box ``bounds = (x_min, x_max, y_min, y_max)`` (deg) about ``centre``."""
+        x0, x1, y0, y1 = (float(b) for b in bounds)
+        if not (x0 < 0 < x1 and y0 < 0 < y1):
+            raise InputError(f"the box {bounds} must hold its centre")
+        return cls(
+            float(centre.ra.deg),
+            float(centre.dec.deg),
+            "box",
+            math.nan,
+            (x0, x1, y0, y1),
+        )
+
+    @property
+    def centre(self) -> SkyCoord:
+        """The centre, as a `~astropy.coordinates.SkyCoord`."""
+        return SkyCoord(self.ra * u.deg, self.dec * u.deg)
+
+    @property
+    def area(self) -> float:
+        """Solid angle in the tangent plane, deg^2."""
+        if self.shape == "cone":
+            return math.pi * self.radius**2
+        x0, x1, y0, y1 = self.bounds
+        return (x1 - x0) * (y1 - y0)
+
+    @property
+    def scale(self) -> float:
+        """Half the footprint's width, deg: the unit of the cluster centre's offset."""
+        x0, x1, y0, y1 = self.bounds
+        return 0.25 * (x1 - x0 + y1 - y0)
+
+    def offsets(self, ra, dec) -> np.ndarray:
+        """Gnomonic offsets ``(x, y)`` (deg), shape (n, 2), of positions in deg."""
+        a0, d0 = np.radians(self.ra), np.radians(self.dec)
+        a, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+        cos_c = np.sin(d0) * np.sin(d) + np.cos(d0) * np.cos(d) * np.cos(a - a0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.cos(d) * np.sin(a - a0) / cos_c
+            y = (
+                np.cos(d0) * np.sin(d) - np.sin(d0) * np.cos(d) * np.cos(a - a0)
+            ) / cos_c
+        xy = np.degrees(np.stack([x, y], axis=1))
+        xy[~(cos_c > 0)] = np.nan
+        return xy
+
+    def contains(self, xy: np.ndarray) -> np.ndarray:
+        """Whether each offset (n, 2) lies inside the footprint."""
+        x, y = xy[:, 0], xy[:, 1]
+        with np.errstate(invalid="ignore"):
+            if self.shape == "cone":
+                return np.hypot(x, y) < self.radius
+            x0, x1, y0, y1 = self.bounds
+            return (x > x0) & (x < x1) & (y > y0) & (y < y1)
+
+    def describe(self) -> dict:
+        """The footprint as plain values, for ``meta``."""
+        out = {"shape": self.shape, "ra_deg": self.ra, "dec_deg": self.dec}
+        if self.shape == "cone":
+            out["radius_deg"] = self.radius
+        else:
+            out["bounds_deg"] = list(self.bounds)
+        out["area_deg2"] = self.area
+        return out
+
+
+def footprint_of(table: Table) -> Footprint:
+    """The footprint a table of stars was selected from.
+
+    A table from `gaiadist.query_cone` records its cone in ``meta``
+    (``cone_ra``, ``cone_dec``, ``cone_rad``). Otherwise the footprint is
+    read from the stars' positions: about the middle of their range in ra
+    and dec, a cone of their largest offset when (almost) no star lies in
+    the corners of the square around it, else the box of their extent.
+    Stars outside it get the ``EXCLUDED`` flag.
+
+    Raises
+    ------
+    InputError
+        If ``ra`` or ``dec`` is missing or has no finite values.
+    """
+    meta = table.meta or {}
+    if all(k in meta for k in ("cone_ra", "cone_dec", "cone_rad")):
+        centre = SkyCoord(
+            float(meta["cone_ra"]) * u.deg, float(meta["cone_dec"]) * u.deg
+        )
+        return Footprint.cone(centre, float(meta["cone_rad"]) * u.deg)
+    ra = column_values(table, "ra", u.deg)
+    dec = column_values(table, "dec", u.deg)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if not ok.any():
+        raise InputError("the table has no finite ra and dec")
+    # The middle of the range in ra, with ra taken about one star's so that
+    # a field across ra = 0 is not split.
+    wrapped = (ra[ok] - ra[ok][0] + 180.0) % 360.0 - 180.0
+    mid_ra = (ra[ok][0] + 0.5 * (wrapped.min() + wrapped.max())) % 360.0
+    mid_dec = 0.5 * (dec[ok].min() + dec[ok].max())
+    centre = SkyCoord(mid_ra * u.deg, mid_dec * u.deg)
+    probe = Footprint.cone(centre, 1.0 * u.deg)
+    xy = probe.offsets(ra[ok], dec[ok])
+    x0, y0 = np.min(xy, axis=0)
+    x1, y1 = np.max(xy, axis=0)
+    # Nudged outwards so that the outermost stars lie inside.
+    pad = 1e-6 * max(x1 - x0, y1 - y0)
+    rho = np.hypot(xy[:, 0], xy[:, 1])
+    inscribed = min(-x0, x1, -y0, y1)
+    # A uniform box has a fifth of its stars outside its inscribed circle.
+    if np.mean(rho > 1.02 * inscribed) < _CORNER_SHARE:
+        return Footprint.cone(centre, float(rho.max() + pad) * u.deg)
+    return Footprint.box(centre, (x0 - pad, x1 + pad, y0 - pad, y1 + pad))
 
 
 class AstrometricStars(NamedTuple):
@@ -76,10 +242,14 @@ class AstrometricStars(NamedTuple):
     cov : array, shape (n, 2, 2)
         Covariance of the proper motions given the parallax,
         ``C_mm - C_mp C_pm / C_pp``, (mas/yr)^2.
-    radius : array, shape (n,)
-        Angular distance from the footprint's centre, deg.
-    edge : array, shape ()
-        Radius of the footprint, deg.
+    xy : array, shape (n, 2)
+        Offsets from the footprint's centre in its tangent plane, deg.
+    bounds : array, shape (4,)
+        The footprint's ``(x_min, x_max, y_min, y_max)``, deg.
+    radius : array, shape ()
+        The footprint's radius (deg) if it is a cone, else 0.
+    scale : array, shape ()
+        `Footprint.scale`, deg.
     weight : array, shape (n,)
         1 for a star, 0 for padding.
     """
@@ -89,13 +259,15 @@ class AstrometricStars(NamedTuple):
     pm: jax.Array
     gain: jax.Array
     cov: jax.Array
+    xy: jax.Array
+    bounds: jax.Array
     radius: jax.Array
-    edge: jax.Array
+    scale: jax.Array
     weight: jax.Array
 
 
 def astrometric_stars(
-    table: Table, centre: SkyCoord, edge: u.Quantity
+    table: Table, footprint: Footprint, parallax: tuple | None = None
 ) -> tuple[AstrometricStars, np.ndarray]:
     """The astrometric inputs of ``table``'s stars, and each row's flags.
 
@@ -106,10 +278,11 @@ def astrometric_stars(
         ``parallax``), ``parallax_error``, ``pmra``, ``pmdec``, their errors
         and the correlations ``parallax_pmra_corr``, ``parallax_pmdec_corr``,
         ``pmra_pmdec_corr``.
-    centre : `~astropy.coordinates.SkyCoord`
-        Centre of the footprint.
-    edge : `~astropy.units.Quantity`
-        Radius of the footprint (an angle): the field is uniform inside it.
+    footprint : Footprint
+        Where the stars were selected: the field is uniform inside it.
+    parallax : tuple, optional
+        ``(plx, err, flag)`` already read by `gaiadist.stars.parallax_inputs`
+        (the flags may carry a cut); read from ``table`` by default.
 
     Returns
     -------
@@ -126,10 +299,11 @@ def astrometric_stars(
     InputError
         If a column is missing or in a wrong unit.
     """
-    edge_deg = float(quantity_values(edge, u.deg, "edge"))
-    if not edge_deg > 0:
-        raise InputError(f"edge must be a positive angle, not {edge}")
-    _, plx, err, flag = parallax_inputs(table)
+    if parallax is None:
+        _, plx, err, flag = parallax_inputs(table)
+    else:
+        plx, err, flag = parallax
+        flag = flag.copy()
     pm = np.stack([column_values(table, c, u.mas / u.yr) for c in _PM], axis=1)
     pm_err = np.stack(
         [column_values(table, f"{c}_error", u.mas / u.yr) for c in _PM], axis=1
@@ -152,12 +326,10 @@ def astrometric_stars(
             & (cov[:, 0, 0] > 0)
         )
     flag[~good] |= np.uint8(DistanceFlag.BAD_ERROR)
-    where = SkyCoord(
-        column_values(table, "ra", u.deg) * u.deg,
-        column_values(table, "dec", u.deg) * u.deg,
+    xy = footprint.offsets(
+        column_values(table, "ra", u.deg), column_values(table, "dec", u.deg)
     )
-    radius = centre.separation(where).deg
-    flag[~(radius < edge_deg)] |= np.uint8(DistanceFlag.EXCLUDED)
+    flag[~footprint.contains(xy)] |= np.uint8(DistanceFlag.EXCLUDED)
     use = flag == 0
     stars = AstrometricStars(
         plx=plx[use],
@@ -165,11 +337,42 @@ def astrometric_stars(
         pm=pm[use],
         gain=gain[use],
         cov=cov[use],
-        radius=radius[use],
-        edge=np.asarray(edge_deg),
+        xy=xy[use],
+        bounds=np.asarray(footprint.bounds, float),
+        radius=np.asarray(footprint.radius if footprint.shape == "cone" else 0.0),
+        scale=np.asarray(footprint.scale),
         weight=np.ones(int(use.sum())),
     )
     return stars, flag
+
+
+def pad_stars(stars: AstrometricStars, size: int, dtype) -> AstrometricStars:
+    """``stars`` padded to ``size`` rows of zero weight, as arrays of ``dtype``.
+
+    The padding is a harmless star (1 mas, at the centre, on the cluster's
+    mean motion of no one) that weighs nothing.
+    """
+    n = stars.plx.shape[0]
+
+    def grow(values, fill):
+        values = np.asarray(values, float)
+        out = np.empty((size, *values.shape[1:]))
+        out[:n] = values
+        out[n:] = fill
+        return out.astype(dtype)
+
+    return AstrometricStars(
+        plx=grow(stars.plx, 1.0),
+        err=grow(stars.err, 0.1),
+        pm=grow(stars.pm, 0.0),
+        gain=grow(stars.gain, 0.0),
+        cov=grow(stars.cov, np.eye(2)),
+        xy=grow(stars.xy, 0.0),
+        bounds=np.asarray(stars.bounds, dtype),
+        radius=np.asarray(stars.radius, dtype),
+        scale=np.asarray(stars.scale, dtype),
+        weight=grow(stars.weight, 0.0),
+    )
 
 
 def component_log_likelihoods(params: dict, stars: AstrometricStars):
@@ -182,7 +385,9 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
         ``pmra``, ``pmdec`` (mas/yr), ``log_dispersion`` (velocity
         dispersion, km/s), ``log_r50`` (pc), and the field's proper motion
         mixture: ``field_weights`` (K,) summing to 1, ``field_pm`` (K, 2)
-        means (mas/yr) and ``log_field_sd`` (K, 2) widths.
+        means (mas/yr) and ``log_field_sd`` (K, 2) widths; the cluster's
+        centre on the sky, ``centre_x`` and ``centre_y``, offsets from the
+        footprint's centre in units of `Footprint.scale`.
     stars : AstrometricStars
         The stars.
 
@@ -267,13 +472,60 @@ def _field_motion(params, stars, u_nodes):
 
 
 def _cluster_sky(params, stars):
-    """Log density (per deg^2) of a truncated Plummer profile at each star."""
+    """Log density (per deg^2) of a Plummer profile, normalised over the footprint."""
     a = jnp.degrees(jnp.exp(params["log_r50"] - params["log_D"]))
-    a2, r2, e2 = a * a, stars.radius**2, stars.edge**2
-    inside = e2 / (e2 + a2)  # the profile's share inside the footprint
-    return jnp.log(a2 / jnp.pi) - 2.0 * jnp.log(a2 + r2) - jnp.log(inside)
+    centre = stars.scale * jnp.stack([params["centre_x"], params["centre_y"]])
+    d2 = jnp.sum((stars.xy - centre) ** 2, axis=-1)
+    a2 = a * a
+    inside = jnp.where(
+        stars.radius > 0,
+        _plummer_in_cone(a2, centre, stars.radius),
+        _plummer_in_box(a, stars.bounds - jnp.repeat(centre, 2)),
+    )
+    return jnp.log(a2 / jnp.pi) - 2.0 * jnp.log(a2 + d2) - jnp.log(inside)
 
 
 def _field_sky(params, stars):
     """Log density (per deg^2) of a field uniform over the footprint."""
-    return -jnp.log(jnp.pi * stars.edge**2) + 0.0 * stars.radius
+    x0, x1, y0, y1 = stars.bounds
+    area = jnp.where(stars.radius > 0, jnp.pi * stars.radius**2, (x1 - x0) * (y1 - y0))
+    return -jnp.log(area) + 0.0 * stars.weight
+
+
+def _plummer_in_box(a, bounds):
+    """Share of a Plummer profile of scale ``a`` (deg) inside a box about its centre.
+
+    ``bounds`` is ``(x_min, x_max, y_min, y_max)`` relative to the centre.
+    The share of the quadrant ``0 < x' < x, 0 < y' < y`` is
+
+        (x / b_x atan(y / b_x) + y / b_y atan(x / b_y)) / (2 pi),
+
+    with ``b_x = sqrt(a^2 + x^2)``, ``b_y = sqrt(a^2 + y^2)``; odd in ``x``
+    and in ``y``, so the box is four signed quadrants.
+    """
+
+    def quadrant(x, y):
+        bx, by = jnp.sqrt(a * a + x * x), jnp.sqrt(a * a + y * y)
+        return (x / bx * jnp.arctan(y / bx) + y / by * jnp.arctan(x / by)) / (
+            2.0 * jnp.pi
+        )
+
+    x0, x1, y0, y1 = bounds
+    return quadrant(x1, y1) - quadrant(x0, y1) - quadrant(x1, y0) + quadrant(x0, y0)
+
+
+def _plummer_in_cone(a2, centre, radius):
+    """Share of a Plummer profile (scale^2 ``a2``) at ``centre`` inside a cone.
+
+    A Plummer profile holds ``s^2 / (a^2 + s^2)`` of its stars within ``s``
+    of its centre, so the share is the mean over position angles ``phi``
+    about the centre of that fraction at the distance ``s(phi)`` to the
+    cone's edge; the integrand is smooth and periodic, so the trapezoid rule
+    on `_N_ANGLES` angles converges geometrically.
+    """
+    phi = jnp.linspace(0.0, 2.0 * jnp.pi, _N_ANGLES, endpoint=False)
+    along = centre[0] * jnp.cos(phi) + centre[1] * jnp.sin(phi)
+    c2 = jnp.sum(centre * centre)
+    s = -along + jnp.sqrt(jnp.maximum(radius * radius - c2 + along * along, 0.0))
+    s2 = s * s
+    return jnp.mean(s2 / (a2 + s2))

@@ -12,7 +12,11 @@ from scipy import integrate, stats
 from gaiadist import DistanceFlag, InputError
 from gaiadist.astrometric import (
     KMS_PER_MASYR_KPC,
+    Footprint,
+    _plummer_in_box,
+    _plummer_in_cone,
     astrometric_stars,
+    footprint_of,
     component_log_likelihoods,
     log_likelihood,
     membership,
@@ -20,6 +24,7 @@ from gaiadist.astrometric import (
 
 CENTRE = SkyCoord(132.846 * u.deg, 11.814 * u.deg)
 EDGE = 0.5 * u.deg
+FOOTPRINT = Footprint.cone(CENTRE, EDGE)
 
 PARAMS = {
     "log_D": np.log(900.0),
@@ -30,6 +35,8 @@ PARAMS = {
     "pmdec": -3.0,
     "log_dispersion": np.log(1.5),
     "log_r50": np.log(3.0),
+    "centre_x": 0.0,
+    "centre_y": 0.0,
     "field_weights": np.array([0.7, 0.3]),
     "field_pm": np.array([[-2.0, -3.0], [0.0, -1.0]]),
     "log_field_sd": np.log(np.array([[3.0, 2.5], [8.0, 7.0]])),
@@ -152,7 +159,7 @@ def test_the_reference_gaussian_is_scipys():
 
 
 def test_component_likelihoods_match_brute_force_integrals():
-    stars, flag = astrometric_stars(_table(), CENTRE, EDGE)
+    stars, flag = astrometric_stars(_table(), FOOTPRINT)
     assert np.all(flag == 0)
     with jax.enable_x64(True):
         params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
@@ -176,7 +183,7 @@ def test_component_likelihoods_match_brute_force_integrals():
 
 
 def test_membership_uses_proper_motions():
-    stars, _ = astrometric_stars(_table(), CENTRE, EDGE)
+    stars, _ = astrometric_stars(_table(), FOOTPRINT)
     p = np.asarray(membership(PARAMS, stars))
     assert p[0] > 0.99 and p[1] > 0.5  # on the cluster's motion and parallax
     assert p[2] < 1e-3 and p[3] < 1e-3
@@ -189,7 +196,7 @@ def test_membership_uses_proper_motions():
 
 
 def test_gradients_are_finite_and_match_finite_differences():
-    stars, _ = astrometric_stars(_table(), CENTRE, EDGE)
+    stars, _ = astrometric_stars(_table(), FOOTPRINT)
     with jax.enable_x64(True):
         stars = jax.tree.map(jnp.asarray, stars)
         params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
@@ -211,7 +218,7 @@ def test_unusable_rows_are_flagged_not_dropped_silently():
     rows[1][2] = np.nan  # no pmra
     rows[2][4] = 0.0  # zero pmra error
     rows[3][9] = 0.6  # outside the footprint
-    stars, flag = astrometric_stars(_table(rows), CENTRE, EDGE)
+    stars, flag = astrometric_stars(_table(rows), FOOTPRINT)
     assert list(flag) == [
         0,
         DistanceFlag.BAD_ERROR,
@@ -224,6 +231,73 @@ def test_unusable_rows_are_flagged_not_dropped_silently():
     table = _table()
     del table["pmra_pmdec_corr"]
     with pytest.raises(InputError, match="pmra_pmdec_corr"):
-        astrometric_stars(table, CENTRE, EDGE)
-    with pytest.raises(InputError, match="edge needs a unit"):
-        astrometric_stars(_table(), CENTRE, 0.5)
+        astrometric_stars(table, FOOTPRINT)
+    with pytest.raises(InputError, match="radius needs a unit"):
+        Footprint.cone(CENTRE, 0.5)
+
+
+def _plummer(x, y, a):
+    return a * a / (np.pi * (a * a + x * x + y * y) ** 2)
+
+
+@pytest.mark.parametrize("a", [0.01, 0.1, 0.6])
+def test_plummer_share_in_a_box_is_the_double_integral(a):
+    bounds = (-0.3, 0.2, -0.15, 0.35)  # relative to the profile's centre
+    want, _ = integrate.dblquad(
+        lambda y, x: _plummer(x, y, a),
+        bounds[0],
+        bounds[1],
+        bounds[2],
+        bounds[3],
+        epsabs=1e-12,
+        epsrel=1e-10,
+    )
+    with jax.enable_x64(True):
+        got = float(_plummer_in_box(jnp.float64(a), jnp.asarray(bounds)))
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.01, 0.1, 0.6])
+@pytest.mark.parametrize("centre", [(0.0, 0.0), (0.12, -0.2)])
+def test_plummer_share_in_a_cone_is_the_double_integral(a, centre):
+    radius = 0.5
+    cx, cy = centre
+    # In polar coordinates about the cone's centre.
+    want, _ = integrate.dblquad(
+        lambda rho, phi: (
+            rho * _plummer(rho * np.cos(phi) - cx, rho * np.sin(phi) - cy, a)
+        ),
+        0,
+        2 * np.pi,
+        0,
+        radius,
+        epsabs=1e-12,
+        epsrel=1e-10,
+    )
+    with jax.enable_x64(True):
+        got = float(_plummer_in_cone(jnp.float64(a * a), jnp.asarray(centre), radius))
+    assert got == pytest.approx(want, rel=1e-7)
+
+
+def test_footprint_of_a_cone_and_of_a_box():
+    rng = np.random.default_rng(3)
+    n = 4000
+    sep = 0.4 * np.sqrt(rng.random(n))
+    where = CENTRE.directional_offset_by(rng.uniform(0, 360, n) * u.deg, sep * u.deg)
+    cone = footprint_of(QTable({"ra": where.ra, "dec": where.dec}))
+    assert cone.shape == "cone"
+    assert cone.radius == pytest.approx(0.4, rel=0.01)
+    assert cone.centre.separation(CENTRE).deg < 0.01
+    # A box in ra and dec, as an ADQL query with ra and dec bounds selects.
+    half = 0.2
+    ra = CENTRE.ra.deg + rng.uniform(-1, 1, n) * half / np.cos(CENTRE.dec.rad)
+    dec = CENTRE.dec.deg + rng.uniform(-1, 1, n) * half
+    box = footprint_of(QTable({"ra": ra * u.deg, "dec": dec * u.deg}))
+    assert box.shape == "box"
+    assert box.area == pytest.approx((2 * half) ** 2, rel=0.01)
+    assert np.all(box.contains(box.offsets(ra, dec)))
+    # A table from query_cone says what its cone was.
+    table = QTable({"ra": ra * u.deg, "dec": dec * u.deg})
+    table.meta.update(cone_ra=CENTRE.ra.deg, cone_dec=CENTRE.dec.deg, cone_rad=0.3)
+    told = footprint_of(table)
+    assert (told.shape, told.radius) == ("cone", 0.3)
