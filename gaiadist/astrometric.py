@@ -1,25 +1,32 @@
 """The astrometric cluster model's likelihood: parallax, proper motion and position.
 
-Each star is a cluster member with probability ``Q`` or a field star. Given
-its true distance ``r``, its parallax and proper motion are jointly Gaussian,
-with mean ``(1000 / r, mu)`` and covariance ``C + S``: ``C`` the star's own
-3x3 covariance from Gaia's ``*_error`` and ``*_corr`` columns, ``S`` the
-component's intrinsic spread in proper motion. ``S`` touches only the proper
-motions, so the joint density factors into the parallax likelihood and the
-proper motions given the parallax,
+Each star is a cluster member with probability ``Q`` or a field star; its
+parallax and proper motion are jointly Gaussian given its true distance
+``r``, with mean ``(1000 / r, mu)`` and covariance ``C + S``: ``C`` the
+star's own 3x3 covariance from Gaia's ``*_error`` and ``*_corr`` columns,
+``S`` the component's intrinsic spread in proper motion. Factored the other
+way round from the usual, proper motion first,
 
-    N(plx | w, C_pp) * N2(pm | mu + g (plx - w), C_mm - C_mp C_pm / C_pp + S),
+    N2(pm | mu, C_mm + S) * N(plx - h (pm - mu) | 1000 / r, C_pp - h C_mp),
 
-with ``w = 1000 / r`` and ``g = C_mp / C_pp`` (`AstrometricStars.gain`).
+with ``h = C_pm (C_mm + S)^-1``: the proper motions need no quadrature, and
+the parallax is one with a shifted value and a smaller error, whose
+distance is integrated out on the parallax-only model's Gauss-Hermite
+nodes (`gaiadist.likelihood.fast_nodes`), held fixed.
 
 - cluster: ``ln r ~ Normal(ln D, sigma)``; proper motions around
   ``(pmra, pmdec)`` with an isotropic velocity dispersion ``v`` (km/s), that is
-  ``v / (4.74047 r / kpc)`` mas/yr at distance ``r``; on the sky a Plummer
+  ``v / (4.74047 D / kpc)`` mas/yr at the cluster's distance (its depth is
+  a few per cent of ``D`` at most); on the sky a Plummer
   profile of half-number radius ``r50`` (pc, so ``r50 / D`` in angle) around
   a free centre, normalised over the footprint.
 - field: the EDSD prior with length scale ``L``; proper motions from a mixture
   of Gaussians with free weights, means and (axis-aligned) widths; uniform
-  over the footprint.
+  over the footprint. For the field the correlations between a star's
+  parallax and proper motion errors are left out (``h = 0``, ``C_mm`` as
+  published): against the field's broad distributions they change little,
+  and a shifted parallax per Gaussian of the mixture would cost a
+  quadrature each.
 
 The footprint (`Footprint`) is where the stars were selected: a cone (as
 `gaiadist.query_cone` returns) or a box in ra and dec, both described in the
@@ -27,10 +34,8 @@ gnomonic tangent plane about its centre. Over a box the Plummer profile's
 share inside is in closed form; over a cone it is a short integral over
 the position angle about the cluster's centre.
 
-The distance is integrated out per star on the Gauss-Hermite nodes of the
-parallax-only model (`gaiadist.likelihood.fast_nodes`), held fixed, so the
-whole log likelihood is a smooth function of the parameters that JAX
-differentiates. A new observable is one more term at the nodes.
+The whole log likelihood is a smooth function of the parameters that JAX
+differentiates; a new observable is one more term.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from astropy.table import Table
 from .columns import column_values, quantity_values
 from .exceptions import InputError
 from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_integrand_at, fast_nodes
+from .marginal import pad
 from .stars import DistanceFlag, parallax_inputs
 
 __all__ = [
@@ -218,13 +224,13 @@ def footprint_of(table: Table) -> Footprint:
     x0, y0 = np.min(xy, axis=0)
     x1, y1 = np.max(xy, axis=0)
     # Nudged outwards so that the outermost stars lie inside.
-    pad = 1e-6 * max(x1 - x0, y1 - y0)
+    nudge = 1e-6 * max(x1 - x0, y1 - y0)
     rho = np.hypot(xy[:, 0], xy[:, 1])
     inscribed = min(-x0, x1, -y0, y1)
     # A uniform box has a fifth of its stars outside its inscribed circle.
     if np.mean(rho > 1.02 * inscribed) < _CORNER_SHARE:
-        return Footprint.cone(centre, float(rho.max() + pad) * u.deg)
-    return Footprint.box(centre, (x0 - pad, x1 + pad, y0 - pad, y1 + pad))
+        return Footprint.cone(centre, float(rho.max() + nudge) * u.deg)
+    return Footprint.box(centre, (x0 - nudge, x1 + nudge, y0 - nudge, y1 + nudge))
 
 
 class AstrometricStars(NamedTuple):
@@ -234,15 +240,14 @@ class AstrometricStars(NamedTuple):
     ----------
     plx, err : array, shape (n,)
         Parallax (zero point corrected) and its error, mas.
-    pm : array, shape (n, 2)
-        Proper motion (pmra, pmdec), mas/yr.
-    gain : array, shape (n, 2)
-        Shift of the expected proper motion per mas of parallax residual,
-        ``C_mp / C_pp`` (mas/yr per mas).
-    cov : array, shape (n, 2, 2)
-        Covariance of the proper motions given the parallax,
-        ``C_mm - C_mp C_pm / C_pp``, (mas/yr)^2.
-    xy : array, shape (n, 2)
+    pmra, pmdec : array, shape (n,)
+        Proper motion, mas/yr.
+    cov_ra, cov_dec : array, shape (n,)
+        Covariances of the parallax and the proper motions, ``C_pm``,
+        mas^2/yr.
+    var_ra, cov_radec, var_dec : array, shape (n,)
+        Covariance of the proper motions, ``C_mm``, (mas/yr)^2.
+    x, y : array, shape (n,)
         Offsets from the footprint's centre in its tangent plane, deg.
     bounds : array, shape (4,)
         The footprint's ``(x_min, x_max, y_min, y_max)``, deg.
@@ -256,10 +261,15 @@ class AstrometricStars(NamedTuple):
 
     plx: jax.Array
     err: jax.Array
-    pm: jax.Array
-    gain: jax.Array
-    cov: jax.Array
-    xy: jax.Array
+    pmra: jax.Array
+    pmdec: jax.Array
+    cov_ra: jax.Array
+    cov_dec: jax.Array
+    var_ra: jax.Array
+    cov_radec: jax.Array
+    var_dec: jax.Array
+    x: jax.Array
+    y: jax.Array
     bounds: jax.Array
     radius: jax.Array
     scale: jax.Array
@@ -315,9 +325,8 @@ def astrometric_stars(
         full[:, i, j] = full[:, j, i] = r
     full *= sd[:, :, None] * sd[:, None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
-        gain = full[:, 0, 1:] / full[:, 0, 0, None]
-        cov = full[:, 1:, 1:] - gain[:, :, None] * full[:, 0, None, 1:]
-        det = cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] ** 2
+        det = np.linalg.det(np.where(np.isfinite(full), full, 0.0))
+        cov = full[:, 1:, 1:]
         good = (
             np.all(np.isfinite(pm), axis=1)
             & np.all(np.isfinite(pm_err) & (pm_err > 0), axis=1)
@@ -334,10 +343,15 @@ def astrometric_stars(
     stars = AstrometricStars(
         plx=plx[use],
         err=err[use],
-        pm=pm[use],
-        gain=gain[use],
-        cov=cov[use],
-        xy=xy[use],
+        pmra=pm[use, 0],
+        pmdec=pm[use, 1],
+        cov_ra=full[use, 0, 1],
+        cov_dec=full[use, 0, 2],
+        var_ra=cov[use, 0, 0],
+        cov_radec=cov[use, 0, 1],
+        var_dec=cov[use, 1, 1],
+        x=xy[use, 0],
+        y=xy[use, 1],
         bounds=np.asarray(footprint.bounds, float),
         radius=np.asarray(footprint.radius if footprint.shape == "cone" else 0.0),
         scale=np.asarray(footprint.scale),
@@ -352,26 +366,15 @@ def pad_stars(stars: AstrometricStars, size: int, dtype) -> AstrometricStars:
     The padding is a harmless star (1 mas, at the centre, on the cluster's
     mean motion of no one) that weighs nothing.
     """
-    n = stars.plx.shape[0]
-
-    def grow(values, fill):
-        values = np.asarray(values, float)
-        out = np.empty((size, *values.shape[1:]))
-        out[:n] = values
-        out[n:] = fill
-        return out.astype(dtype)
-
+    fills = {"plx": 1.0, "err": 0.1, "var_ra": 1.0, "var_dec": 1.0}
+    scalars = ("bounds", "radius", "scale")
     return AstrometricStars(
-        plx=grow(stars.plx, 1.0),
-        err=grow(stars.err, 0.1),
-        pm=grow(stars.pm, 0.0),
-        gain=grow(stars.gain, 0.0),
-        cov=grow(stars.cov, np.eye(2)),
-        xy=grow(stars.xy, 0.0),
-        bounds=np.asarray(stars.bounds, dtype),
-        radius=np.asarray(stars.radius, dtype),
-        scale=np.asarray(stars.scale, dtype),
-        weight=grow(stars.weight, 0.0),
+        **{
+            name: np.asarray(values, dtype)
+            if name in scalars
+            else pad(np.asarray(values), size, fills.get(name, 0.0)).astype(dtype)
+            for name, values in stars._asdict().items()
+        }
     )
 
 
@@ -383,11 +386,11 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
     params : dict
         ``log_D``, ``log_sigma`` (width of ``ln r``), ``Q``, ``log_L``,
         ``pmra``, ``pmdec`` (mas/yr), ``log_dispersion`` (velocity
-        dispersion, km/s), ``log_r50`` (pc), and the field's proper motion
+        dispersion, km/s), ``log_r50`` (pc), the cluster's centre on the
+        sky, ``centre_x`` and ``centre_y`` (offsets from the footprint's
+        centre in units of `Footprint.scale`), and the field's proper motion
         mixture: ``field_weights`` (K,) summing to 1, ``field_pm`` (K, 2)
-        means (mas/yr) and ``log_field_sd`` (K, 2) widths; the cluster's
-        centre on the sky, ``centre_x`` and ``centre_y``, offsets from the
-        footprint's centre in units of `Footprint.scale`.
+        means (mas/yr) and ``log_field_sd`` (K, 2) widths.
     stars : AstrometricStars
         The stars.
 
@@ -400,23 +403,15 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
     q = params["Q"]
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     field = EDSDLogPrior(params["log_L"])
-    plx, err = stars.plx, stars.err
-    parts = []
-    for prior, motion, sky in (
-        (cluster, _cluster_motion, _cluster_sky),
-        (field, _field_motion, _field_sky),
-    ):
-        offsets, log_weights = fast_nodes(plx, err, prior)
-        # Nodes along the first axis, stars along the second.
-        offsets, log_weights = offsets.T, log_weights.T
-        u_nodes = jax.lax.stop_gradient(prior.mode)[None] + offsets
-        h = (
-            log_weights
-            + _log_integrand_at(plx[None], err[None], prior, offsets)
-            + motion(params, stars, u_nodes)
-        )
-        parts.append(jax.nn.logsumexp(h, axis=0) + sky(params, stars))
-    return jnp.log(q) + parts[0], jnp.log1p(-q) + parts[1]
+    motion, plx, err = _cluster_motion(params, stars)
+    log_c = motion + _log_distance_integral(plx, err, cluster)
+    log_f = _field_motion(params, stars) + _log_distance_integral(
+        stars.plx, stars.err, field
+    )
+    return (
+        jnp.log(q) + log_c + _cluster_sky(params, stars),
+        jnp.log1p(-q) + log_f + _field_sky(params, stars),
+    )
 
 
 def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:
@@ -431,51 +426,72 @@ def membership(params: dict, stars: AstrometricStars) -> jax.Array:
     return jnp.exp(c - jnp.logaddexp(c, f))
 
 
-def _expected_shift(stars: AstrometricStars, u_nodes):
-    """Proper motion less the part its error shares with the parallax's, (J, n, 2).
+def _log_distance_integral(plx, err, prior):
+    """``ln ∫ N(plx | 1000 / r, err) p(r) dr`` of each star, on fixed nodes.
 
-    At a node of true parallax ``w`` the parallax residual ``plx - w``
-    predicts ``gain (plx - w)`` of the proper motion residual.
+    `gaiadist.likelihood.log_marginal_likelihood_fast` with the nodes along
+    the first axis and the stars along the second, so that the loops run
+    along the stars.
     """
-    w = 1000.0 * jnp.exp(-u_nodes)  # (J, n)
-    return stars.pm[None] - stars.gain[None] * (stars.plx[None] - w)[..., None]
+    offsets, log_weights = (a.T for a in fast_nodes(plx, err, prior))
+    h = log_weights + _log_integrand_at(plx[None], err[None], prior, offsets)
+    return jax.nn.logsumexp(h, axis=0)
 
 
-def _log_normal2(d, cov):
-    """``ln N2(d | 0, cov)`` for 2-vectors ``d`` (..., 2) and ``cov`` (..., 2, 2)."""
-    a, b, c = cov[..., 0, 0], cov[..., 0, 1], cov[..., 1, 1]
+def _log_normal2(d0, d1, a, b, c):
+    """``ln N2((d0, d1) | 0, [[a, b], [b, c]])``, elementwise."""
     det = a * c - b * b
-    quad = c * d[..., 0] ** 2 - 2.0 * b * d[..., 0] * d[..., 1] + a * d[..., 1] ** 2
+    quad = c * d0 * d0 - 2.0 * b * d0 * d1 + a * d1 * d1
     return -_LN_2PI - 0.5 * jnp.log(det) - 0.5 * quad / det
 
 
-def _cluster_motion(params, stars, u_nodes):
-    """``ln N2`` of the proper motions given the parallax, at each node (J, n)."""
-    centre = jnp.stack([params["pmra"], params["pmdec"]])
-    d = _expected_shift(stars, u_nodes) - centre
-    # The intrinsic spread in mas/yr at each node's distance r = e^u pc.
-    spread = jnp.exp(params["log_dispersion"]) / (
-        KMS_PER_MASYR_KPC * jnp.exp(u_nodes) / 1000.0
+def _cluster_motion(params, stars):
+    """The members' proper motion term, and the parallaxes and errors given it.
+
+    Returns ``ln N2(pm | mu, C_mm + S)`` and the parallax ``plx - h (pm -
+    mu)`` and its error ``sqrt(C_pp - h C_mp)``, ``h = C_pm (C_mm + S)^-1``,
+    with ``S`` the dispersion at the cluster's distance.
+    """
+    spread = jnp.exp(params["log_dispersion"] - params["log_D"]) * (
+        1000.0 / KMS_PER_MASYR_KPC
     )
-    cov = stars.cov[None] + (spread * spread)[..., None, None] * jnp.eye(2)
-    return _log_normal2(d, cov)
+    var = spread * spread
+    a, b, c = stars.var_ra + var, stars.cov_radec, stars.var_dec + var
+    d0, d1 = stars.pmra - params["pmra"], stars.pmdec - params["pmdec"]
+    det = a * c - b * b
+    # (C_mm + S)^-1 applied to the residual and to C_mp.
+    s0, s1 = (c * d0 - b * d1) / det, (a * d1 - b * d0) / det
+    t0 = (c * stars.cov_ra - b * stars.cov_dec) / det
+    t1 = (a * stars.cov_dec - b * stars.cov_ra) / det
+    log_motion = -_LN_2PI - 0.5 * jnp.log(det) - 0.5 * (d0 * s0 + d1 * s1)
+    plx = stars.plx - (stars.cov_ra * s0 + stars.cov_dec * s1)
+    var_plx = stars.err * stars.err - (stars.cov_ra * t0 + stars.cov_dec * t1)
+    return log_motion, plx, jnp.sqrt(var_plx)
 
 
-def _field_motion(params, stars, u_nodes):
-    """``ln`` of the field's proper motion mixture given the parallax (J, n)."""
-    means = params["field_pm"]  # (K, 2)
+def _field_motion(params, stars):
+    """``ln`` of the field's proper motion mixture (n,)."""
     var = jnp.exp(2.0 * params["log_field_sd"])  # (K, 2)
-    d = _expected_shift(stars, u_nodes)[:, :, None, :] - means  # (J, n, K, 2)
-    cov = stars.cov[None, :, None] + var[None, None, :, :, None] * jnp.eye(2)
-    log_k = _log_normal2(d, cov) + jnp.log(params["field_weights"])
-    return jax.nn.logsumexp(log_k, axis=-1)
+    log_w = jnp.log(params["field_weights"])
+    terms = [
+        log_w[k]
+        + _log_normal2(
+            stars.pmra - params["field_pm"][k, 0],
+            stars.pmdec - params["field_pm"][k, 1],
+            stars.var_ra + var[k, 0],
+            stars.cov_radec,
+            stars.var_dec + var[k, 1],
+        )
+        for k in range(var.shape[0])
+    ]
+    return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
 
 def _cluster_sky(params, stars):
     """Log density (per deg^2) of a Plummer profile, normalised over the footprint."""
     a = jnp.degrees(jnp.exp(params["log_r50"] - params["log_D"]))
     centre = stars.scale * jnp.stack([params["centre_x"], params["centre_y"]])
-    d2 = jnp.sum((stars.xy - centre) ** 2, axis=-1)
+    d2 = (stars.x - centre[0]) ** 2 + (stars.y - centre[1]) ** 2
     a2 = a * a
     inside = jnp.where(
         stars.radius > 0,
@@ -489,7 +505,7 @@ def _field_sky(params, stars):
     """Log density (per deg^2) of a field uniform over the footprint."""
     x0, x1, y0, y1 = stars.bounds
     area = jnp.where(stars.radius > 0, jnp.pi * stars.radius**2, (x1 - x0) * (y1 - y0))
-    return -jnp.log(area) + 0.0 * stars.weight
+    return -jnp.log(area) + jnp.zeros_like(stars.x)
 
 
 def _plummer_in_box(a, bounds):

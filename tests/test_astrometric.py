@@ -16,8 +16,8 @@ from gaiadist.astrometric import (
     _plummer_in_box,
     _plummer_in_cone,
     astrometric_stars,
-    footprint_of,
     component_log_likelihoods,
+    footprint_of,
     log_likelihood,
     membership,
 )
@@ -102,25 +102,32 @@ def _brute_force(row, params):
         extra[:, 1, 1], extra[:, 2, 2] = np.broadcast_to(extra_var, (2, r.size))
         return _mvn3_pdf(obs, mean, cov + extra)
 
-    # The cluster: ln r ~ Normal(ln D, sigma), dispersion v / (4.74 r / kpc).
+    # The cluster: ln r ~ Normal(ln D, sigma), dispersion v / (4.74 D / kpc),
+    # the full 3x3 Gaussian.
     u_c = np.linspace(np.log(d) - 40 * sigma, np.log(d) + 40 * sigma, 8001)
-    spread = np.exp(params["log_dispersion"]) / (KMS_PER_MASYR_KPC * np.exp(u_c) / 1e3)
+    spread = np.exp(params["log_dispersion"]) / (KMS_PER_MASYR_KPC * d / 1e3)
     prior_c = stats.norm(np.log(d), sigma).pdf(u_c)
     centre = (params["pmra"], params["pmdec"])
     like_c = integrate.trapezoid(prior_c * joint(u_c, centre, spread**2), u_c)
-    # The field: EDSD in r, so r^3 e^(-r/L) / (2 L^3) in ln r; a mixture.
+    # The field: EDSD in r, so r^3 e^(-r/L) / (2 L^3) in ln r, for the
+    # parallax; its proper motions a mixture, independent of the parallax.
     u_f = np.linspace(np.log(1.0), np.log(60 * length), 20001)
     r_f = np.exp(u_f)
     prior_f = r_f**3 * np.exp(-r_f / length) / (2 * length**3)
-    like_f = 0.0
+    like_plx = integrate.trapezoid(
+        prior_f * stats.norm(1000.0 / r_f, err).pdf(plx), u_f
+    )
+    like_pm = 0.0
     for w, mean, log_sd in zip(
         params["field_weights"],
         params["field_pm"],
         params["log_field_sd"],
         strict=True,
     ):
-        var = np.exp(2 * log_sd)[:, None]
-        like_f += w * integrate.trapezoid(prior_f * joint(u_f, mean, var), u_f)
+        like_pm += w * stats.multivariate_normal(
+            mean, cov[1:, 1:] + np.diag(np.exp(2 * log_sd))
+        ).pdf([pmra, pmdec])
+    like_f = like_plx * like_pm
     # The sky: a Plummer profile a^2 / (pi (a^2 + R^2)^2), normalised over
     # the footprint numerically; the field uniform over it.
     a = np.degrees(np.exp(params["log_r50"]) / d)
