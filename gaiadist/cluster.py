@@ -49,6 +49,7 @@ from .marginal import (
     whitening,
 )
 from .peak import ClusterGuess, proper_motion_peak
+from .population import constrain, log_density
 from .posterior import SIGMA_PROBS
 from .provenance import describe_distribution, record
 from .stars import (
@@ -408,7 +409,7 @@ class ClusterDistance:
             run,
             keys,
             z0,
-            *data,
+            tuple(data),
             centre.astype(dtype),
             chol.astype(dtype),
             progress=bar,
@@ -451,7 +452,7 @@ class ClusterDistance:
         draws, diverging = run(
             np.stack([c[0] for c in chains]),
             np.stack([c[1] for c in chains]).astype(dtype),
-            *data,
+            tuple(data),
             centres,
             chols,
         )
@@ -565,6 +566,12 @@ class ClusterDistance:
             def mode_search(starts, plx, err, weight):
                 return laplace(starts, plx, err, weight, priors)
 
+            def density(x, data):
+                return log_density(x, *data, priors)
+
+            def to_values(x):
+                return constrain(x, priors)
+
             options = mode_search_options()
             if kind == "laplace":
                 self._cache[key] = jax.jit(mode_search, compiler_options=options)
@@ -576,11 +583,13 @@ class ClusterDistance:
                 num_warmup, num_samples, progress = settings
                 bar = ProgressBar(num_warmup + num_samples) if progress else None
                 self._cache[key] = (
-                    nuts_program(priors, num_warmup, num_samples, bar),
+                    nuts_program(density, to_values, num_warmup, num_samples, bar),
                     bar,
                 )
             else:
-                self._cache[key] = jax.jit(jax.vmap(nuts_program(priors, *settings)))
+                self._cache[key] = jax.jit(
+                    jax.vmap(nuts_program(density, to_values, *settings))
+                )
         return self._cache[key]
 
     def _initial_values(

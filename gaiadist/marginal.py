@@ -42,7 +42,7 @@ from .likelihood import (
     log_marginal_likelihood_fast,
     quadrature_nodes,
 )
-from .population import POPULATION, constrain, log_density, log_density_terms
+from .population import POPULATION, log_density_terms
 from .posterior import SIGMA_PROBS
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "best_mode",
     "laplace",
     "laplace_masses",
+    "mode_search",
     "mode_search_options",
     "pad",
     "padded_stars",
@@ -267,7 +268,7 @@ def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
     return mode, vectors * (1.0 / np.sqrt(values))
 
 
-def nuts_program(priors, num_warmup, num_samples, progress=None):
+def nuts_program(log_density_fn, constrain_fn, num_warmup, num_samples, progress=None):
     """A compiled function that runs NUTS chains in the whitened coordinates.
 
     The whole run, initialisation, warmup (step size and diagonal mass
@@ -282,8 +283,11 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
 
     Parameters
     ----------
-    priors : dict
-        The population priors.
+    log_density_fn : callable
+        ``log_density_fn(x, data)``: the log posterior of the unconstrained
+        parameters ``x`` given the data (any pytree of arrays).
+    constrain_fn : callable
+        Maps ``x`` (shape (..., p)) to the parameter values returned.
     num_warmup, num_samples : int
         NUTS settings, per chain.
     progress : `ProgressBar`, optional
@@ -292,20 +296,20 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
     Returns
     -------
     callable
-        ``run(keys, z0, plx, err, weight, centre, chol)`` with one random key
-        (``keys``, shape ``(c, 2)``) and one starting point (``z0``, shape
-        ``(c, 4)``) per chain, in the whitened coordinates, returning the
-        draws of the `POPULATION` parameters (``(c, num_samples, 4)``) and
-        whether each draw's transition diverged (``(c, num_samples)``).
+        ``run(keys, z0, data, centre, chol)`` with one random key (``keys``,
+        shape ``(c, 2)``) and one starting point (``z0``, shape ``(c, p)``)
+        per chain, in the whitened coordinates, returning the draws as
+        ``constrain_fn`` gives them (``(c, num_samples, ...)``) and whether
+        each draw's transition diverged (``(c, num_samples)``).
     """
 
-    def potential_fn_gen(plx, err, weight, centre, chol):
-        return lambda z: -log_density(centre + chol @ z, plx, err, weight, priors)
+    def potential_fn_gen(data, centre, chol):
+        return lambda z: -log_density_fn(centre + chol @ z, data)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def run(keys, z0, plx, err, weight, centre, chol):
-        args = (plx, err, weight, centre, chol)
+    def run(keys, z0, data, centre, chol):
+        args = (data, centre, chol)
 
         def init(key, z):
             return init_kernel(
@@ -340,13 +344,40 @@ def nuts_program(priors, num_warmup, num_samples, progress=None):
         )
         # The draws as parameter values, here rather than by eager operations
         # on the host (each a small compilation in a new process).
-        theta = constrain(centre + z[num_warmup:] @ chol.T, priors)
+        theta = constrain_fn(centre + z[num_warmup:] @ chol.T)
         diverging = diverging[num_warmup:]
         if one:
             return theta[None], diverging[None]
         return jnp.swapaxes(theta, 0, 1), jnp.swapaxes(diverging, 0, 1)
 
     return jax.jit(run)
+
+
+def mode_search(log_density_fn, starts, data):
+    """Posterior modes from several starting points, by `_newton`.
+
+    As `laplace`, for any twice differentiable ``log_density_fn(x, data)``,
+    its derivatives by automatic differentiation.
+
+    Returns the modes (``(k, p)``), the log density there (``(k,)``) and
+    the Hessians of its negative (``(k, p, p)``).
+    """
+
+    def loss(x):
+        value = -log_density_fn(x, data)
+        return jnp.where(jnp.isnan(value), jnp.inf, value)
+
+    gradient = jax.grad(loss)
+    hessian = jax.hessian(loss)
+
+    def derivatives(x):
+        return hessian(x), gradient(x)
+
+    def search(x0):
+        x, value, h = _newton(loss, derivatives, x0)
+        return x, -value, h
+
+    return jax.lax.map(search, starts)
 
 
 def run_chains(run, keys, z0, *args, progress=None):
@@ -421,7 +452,7 @@ def to_parameters(theta: np.ndarray) -> dict:
     return {k: theta[..., i] for i, k in enumerate(POPULATION)}
 
 
-def star_results(plx, err, theta):
+def star_results(plx, err, theta, shift=None):
     """Membership and distance percentiles of every star, from posterior draws.
 
     The stars go through one compiled program in chunks of a fixed size
@@ -434,6 +465,10 @@ def star_results(plx, err, theta):
     theta : array
         Posterior draws of the `POPULATION` parameters, in that order, shape
         ``(k, 4)``; its dtype is the one computed in.
+    shift : array, optional
+        Shape ``(k, n)``: at each draw, a log likelihood ratio of the
+        cluster over the field from other observables (proper motions,
+        positions), added to each star's cluster component.
 
     Returns
     -------
@@ -460,6 +495,10 @@ def star_results(plx, err, theta):
     draws = np.concatenate([theta, fill]).reshape(blocks, _DRAW_BLOCK, -1)
     use = (np.arange(blocks * _DRAW_BLOCK) < k).astype(dtype)
     use = use.reshape(blocks, _DRAW_BLOCK)
+    if shift is None:
+        shift = np.zeros((k, n), dtype)
+    shift = np.concatenate([shift, np.zeros((blocks * _DRAW_BLOCK - k, n))])
+    shift = shift.astype(dtype).reshape(blocks, _DRAW_BLOCK, n)
     # The cluster's nodes: for a Gaussian as wide as all the draws' clusters
     # together. Where every draw's cluster is at least half that wide and
     # centred within it, and that is wide against float32's spacing of ln r,
@@ -478,7 +517,9 @@ def star_results(plx, err, theta):
     for first in range(0, n, size):
         part = slice(first, first + size)
         stars = padded_stars(plx[part], err[part], size, dtype)
-        chunks.append(_star_chunk_results(*stars, draws, use, width, extra))
+        extra_odds = np.zeros((blocks, _DRAW_BLOCK, size), dtype)
+        extra_odds[..., : shift[..., part].shape[-1]] = shift[..., part]
+        chunks.append(_star_chunk_results(*stars, draws, use, extra_odds, width, extra))
     p_member, grid, cdf, density = (
         np.concatenate([np.asarray(c[i], dtype=float) for c in chunks])[:n]
         for i in range(4)
@@ -494,15 +535,16 @@ def star_chunk() -> int:
 
 
 @jax.jit
-def _star_chunk_results(plx, err, weight, draws, use, width, extra):
+def _star_chunk_results(plx, err, weight, draws, use, shift, width, extra):
     """Membership, and distance CDF on a per-star grid, averaged over draws.
 
     ``draws`` has shape ``(blocks, b, 4)`` and ``use`` ``(blocks, b)``: 1 for
-    a draw, 0 for a filler; ``width`` is that of the cluster's nodes, in
-    ``ln r``, and ``extra`` more nodes for every star (the draws' ``ln D``,
-    or none). Also returns the difference between the fast and the robust
-    total log likelihood (``weight``-ed sum over the stars) at each draw,
-    shape ``(blocks, b)``.
+    a draw, 0 for a filler; ``shift`` ``(blocks, b, n)`` is added to each
+    draw's cluster log likelihood of each star; ``width`` is that of the
+    cluster's nodes, in ``ln r``, and ``extra`` more nodes for every star
+    (the draws' ``ln D``, or none). Also returns the difference between the
+    fast and the robust total log likelihood (``weight``-ed sum over the
+    stars) at each draw, shape ``(blocks, b)``.
 
     Where the grid resolves every draw's cluster (no ``extra``), each draw's
     cluster integral is summed on the cluster's nodes of the grid, with the
@@ -548,12 +590,13 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
     log_like = _log_likelihood(plx[:, None], err[:, None], grid)
     like_slope = _log_likelihood_derivatives(plx[:, None], err[:, None], grid)[0]
 
-    def one(th):
+    def one(th, odds):
         log_l, log_d, log_sigma, q = th
         cluster = GaussianLogPrior(log_d, jnp.exp(log_sigma))
         field = EDSDLogPrior(log_l)
-        log_q, log_1mq = jnp.log(q), jnp.log1p(-q)
-        log_c = log_q + log_like + cluster.logpdf(grid)
+        log_q, log_1mq = jnp.log(q) + odds, jnp.log1p(-q)
+        log_q_grid = log_q[:, None]
+        log_c = log_q_grid + log_like + cluster.logpdf(grid)
         if expand:
             a = log_q + log_marginal_likelihood(plx, err, cluster)
         else:
@@ -588,8 +631,8 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
         return *parts, gap
 
     def block(carry, xs):
-        th, use_th = xs
-        *parts, gap = jax.vmap(one)(th)
+        th, use_th, odds = xs
+        *parts, gap = jax.vmap(one)(th, odds)
         return tuple(
             total + jnp.tensordot(use_th, part, 1)
             for total, part in zip(carry, parts, strict=True)
@@ -600,7 +643,7 @@ def _star_chunk_results(plx, err, weight, draws, use, width, extra):
         jnp.zeros(grid.shape, plx.dtype),
     )
     (p_sum, along, slope_sum, *narrow_sums), gaps = jax.lax.scan(
-        block, init, (draws, use)
+        block, init, (draws, use, shift)
     )
     # The CDF at the nodes: the trapezoid rule with its end correction (exact
     # for the cubic through each interval's densities and slopes) for the
