@@ -66,6 +66,7 @@ __all__ = [
     "component_log_likelihoods",
     "log_likelihood",
     "membership",
+    "membership_and_odds",
 ]
 
 #: Transverse velocity in km/s of one mas/yr of proper motion at 1 kpc.
@@ -166,6 +167,17 @@ class Footprint(NamedTuple):
         xy = np.degrees(np.stack([x, y], axis=1))
         xy[~(cos_c > 0)] = np.nan
         return xy
+
+    def position(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (ra, dec, deg) of gnomonic offsets (deg): `offsets` inverted."""
+        a0, d0 = np.radians(self.ra), np.radians(self.dec)
+        xi, eta = np.radians(np.asarray(x, float)), np.radians(np.asarray(y, float))
+        across = np.cos(d0) - eta * np.sin(d0)
+        ra = np.degrees(a0 + np.arctan2(xi, across)) % 360.0
+        dec = np.degrees(
+            np.arctan2(np.sin(d0) + eta * np.cos(d0), np.hypot(xi, across))
+        )
+        return ra, dec
 
     def contains(self, xy: np.ndarray) -> np.ndarray:
         """Whether each offset (n, 2) lies inside the footprint."""
@@ -426,6 +438,23 @@ def membership(params: dict, stars: AstrometricStars) -> jax.Array:
     return jnp.exp(c - jnp.logaddexp(c, f))
 
 
+def membership_and_odds(params: dict, stars: AstrometricStars):
+    """Each star's membership, and how far its other observables move it.
+
+    Returns ``p_member`` and the log likelihood ratio, cluster over field,
+    that the proper motions and the position add to the parallax's (with
+    the parallax unshifted): `gaiadist.marginal.star_results` adds it to
+    each draw's cluster component for the distances.
+    """
+    c, f = component_log_likelihoods(params, stars)
+    cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
+    field = EDSDLogPrior(params["log_L"])
+    c0 = _log_distance_integral(stars.plx, stars.err, cluster)
+    f0 = _log_distance_integral(stars.plx, stars.err, field)
+    odds = (c - jnp.log(params["Q"]) - c0) - (f - jnp.log1p(-params["Q"]) - f0)
+    return jnp.exp(c - jnp.logaddexp(c, f)), odds
+
+
 def _log_distance_integral(plx, err, prior):
     """``ln ∫ N(plx | 1000 / r, err) p(r) dr`` of each star, on fixed nodes.
 
@@ -493,9 +522,12 @@ def _cluster_sky(params, stars):
     centre = stars.scale * jnp.stack([params["centre_x"], params["centre_y"]])
     d2 = (stars.x - centre[0]) ** 2 + (stars.y - centre[1]) ** 2
     a2 = a * a
+    # Both branches are computed; each must stay finite (and so must its
+    # gradient) for the footprint it is not: a box has radius 0.
+    cone = stars.radius > 0
     inside = jnp.where(
-        stars.radius > 0,
-        _plummer_in_cone(a2, centre, stars.radius),
+        cone,
+        _plummer_in_cone(a2, centre, jnp.where(cone, stars.radius, 1.0)),
         _plummer_in_box(a, stars.bounds - jnp.repeat(centre, 2)),
     )
     return jnp.log(a2 / jnp.pi) - 2.0 * jnp.log(a2 + d2) - jnp.log(inside)

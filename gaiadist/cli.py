@@ -95,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         help="distance, size and members of a star cluster",
         description=(
             "Fit the hierarchical cluster + field model (ClusterDistance) to the "
-            "stars of a table. Writes the posterior summary (D, approx_size, L, "
-            "Q, with the settings in its metadata) to STEM_summary.ecsv and "
+            "stars of a table: by default the astrometric model (parallax, proper "
+            "motion and position) where the table has proper motions, else the "
+            "parallax-only one. Writes the posterior summary (D, r50, the proper "
+            "motion centre and dispersion, Q, L, ..., or for the parallax-only "
+            "model D, approx_size, L, Q; the settings in its metadata) to "
+            "STEM_summary.ecsv and "
             "every input row to STEM_members.ecsv, with p_member, r_med, r_lo, "
             "r_hi and r_flag; rows outside --parallax-range have NaN results and "
             "r_flag 8 (EXCLUDED)."
@@ -118,15 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         help="marginal (distances integrated out) or latent (slow reference); "
         "default: %(default)s",
     )
+    _add_model_option(cluster)
     cluster.add_argument(
         "--distance-guess", help="where to start, with a unit, e.g. '900 pc'"
+    )
+    cluster.add_argument(
+        "--pm-guess",
+        nargs=2,
+        type=float,
+        metavar=("PMRA", "PMDEC"),
+        help="a proper motion (mas/yr) where the astrometric model also starts",
     )
     _add_fit_options(cluster, "e.g. 0.2 3 for M67")
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
     cluster.add_argument(
         "--plots",
         metavar="FOLDER",
-        help="also write corner.png, predictive.png and (with photometry) cmd.png",
+        help="also write corner.png, predictive.png, (astrometric model) "
+        "members.png and (with photometry) cmd.png",
     )
     _add_zeropoint_options(cluster)
     cluster.add_argument(
@@ -171,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clusters per program, --mode batched (default: %(default)s)",
     )
     surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
+    _add_model_option(surveyp)
     _add_fit_options(surveyp, "default: all")
     _add_zeropoint_options(surveyp, skippable=False)
     bulk = sub.add_parser(
@@ -419,7 +433,13 @@ def _cluster(args: argparse.Namespace) -> int:
     guess = None
     if args.distance_guess:
         guess = _quantity(args.distance_guess, u.pc, "--distance-guess")
-    model = ClusterDistance(args.method, distance_guess=guess)
+    motion = None if args.pm_guess is None else args.pm_guess * u.mas / u.yr
+    model = ClusterDistance(
+        args.method,
+        model=args.model,
+        distance_guess=guess,
+        proper_motion_guess=motion,
+    )
     if args.parallax_range is not None:
         _check_range(args.parallax_range)
     table = read_table(args.input)
@@ -442,7 +462,7 @@ def _cluster(args: argparse.Namespace) -> int:
         lo, hi = args.parallax_range
         kept = np.count_nonzero((flag & DistanceFlag.EXCLUDED) == 0)
         _say(f"selected {kept} of {len(flag)} stars, {lo:g} < parallax < {hi:g} mas")
-    _say(f"{args.method} fit of {used} stars in {elapsed:.1f} s")
+    _say(f"{fit.model} model, {args.method} fit of {used} stars in {elapsed:.1f} s")
     summary = fit.summary()
     summary.meta["gaiadist"]["input"] = str(args.input)
     _say(_formatted(summary))
@@ -458,6 +478,16 @@ def _cluster(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         _save_figures(_cluster_figures(fit, folder, seed=args.seed))
     return 0
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        choices=["astrometric", "parallax"],
+        default=None,
+        help="the cluster model; default: astrometric where the stars have "
+        "proper motions (with errors and correlations), else parallax",
+    )
 
 
 def _summary_path(members: Path, overwrite: bool) -> Path:
@@ -490,6 +520,8 @@ def _cluster_figures(fit, folder: Path, *, seed: int, truth=None) -> dict:
         folder / "corner.png": lambda: plotting.corner_plot(fit, truth=truth),
         folder / "predictive.png": lambda: plotting.predictive_plot(fit, seed=seed),
     }
+    if fit.model == "astrometric":
+        figures[folder / "members.png"] = lambda: plotting.members_plot(fit)
     if all(name in fit.table.colnames for name in ("bp_rp", "phot_g_mean_mag")):
         figures[folder / "cmd.png"] = lambda: plotting.cmd_plot(fit.table)
     return figures
@@ -524,6 +556,7 @@ def _survey(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         batch_size=args.batch_size,
         parallax_range=args.parallax_range,
+        model=args.model,
         seed=args.seed,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
@@ -532,9 +565,13 @@ def _survey(args: argparse.Namespace) -> int:
         strict_zeropoint=args.strict_zeropoint,
         progress=False if args.quiet else None,
     )
-    view = out["name", "status", "D", "D_sd", "approx_size", "Q", "n_members"]
+    # Each model's size: r50 (astrometric) or approx_size (parallax-only).
+    sizes = [
+        c for c in ("r50", "approx_size") if np.any(np.isfinite(np.asarray(out[c])))
+    ]
+    view = out[["name", "status", "D", "D_sd", *sizes, "Q", "n_members"]]
     view["r_hat_max"] = out["r_hat_max"]
-    for name in ("D", "D_sd", "approx_size", "Q"):
+    for name in ("D", "D_sd", *sizes, "Q"):
         view[name].info.format = ".4g"
     view["r_hat_max"].info.format = ".3f"
     _say(view)

@@ -1,6 +1,13 @@
 """Distance, size and members of a star cluster: `ClusterDistance`.
 
-The model is the hierarchical one of the seed tutorial. Every star's distance
+Two models. The astrometric one (`gaiadist.astrometric`), the default for
+tables with proper motions, sees each star's parallax, proper motion and
+position: members share a distance, a proper motion (with a velocity
+dispersion) and a Plummer profile on the sky, the field is broad in all
+three. The parallax-only model, ``model="parallax"``, is the seed
+tutorial's, described here.
+
+In the parallax-only model every star's distance
 ``r`` comes either from the cluster, a Gaussian in ``ln r`` with mean
 ``ln D`` and width ``sigma``, with probability ``Q``, or from the field, the
 EDSD prior with a free length scale ``L``; its zero-point corrected parallax
@@ -30,6 +37,16 @@ import numpyro.distributions as dist
 from astropy.table import QTable, Table
 from numpyro.infer import MCMC, NUTS, init_to_value
 
+from .astrometric import (
+    KMS_PER_MASYR_KPC,
+    AstrometricStars,
+    Footprint,
+    astrometric_stars,
+    footprint_of,
+)
+from .astrometric_fit import Sampler
+from .astrometric_model import PARAMETERS, Layout, starting_points
+from .astrometric_model import default_priors as astrometric_priors
 from .columns import column_values, quantity_values, read_table
 from .exceptions import GaiadistWarning, InputError
 from .likelihood import _LN_SQRT_2PI
@@ -59,13 +76,51 @@ from .stars import (
     parallax_inputs,
 )
 
-__all__ = ["ClusterDistance", "ClusterFit", "default_priors"]
+__all__ = ["ASTROMETRIC_COLUMNS", "ClusterDistance", "ClusterFit", "default_priors"]
 
 _METHODS = ("marginal", "latent")
+_MODELS = ("astrometric", "parallax")
+#: The columns the astrometric model needs besides the parallax's.
+ASTROMETRIC_COLUMNS = (
+    "ra",
+    "dec",
+    "pmra",
+    "pmdec",
+    "pmra_error",
+    "pmdec_error",
+    "parallax_pmra_corr",
+    "parallax_pmdec_corr",
+    "pmra_pmdec_corr",
+)
 #: The columns `proper_motion_peak` needs for a start at the cluster it finds.
 _PEAK_COLUMNS = ("ra", "dec", "pmra", "pmdec")
 _SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L")
-_UNITS = {"D": "pc", "approx_size": "pc", "L": "pc"}
+_ASTROMETRIC_ROWS = (
+    "D",
+    "r50",
+    "pmra",
+    "pmdec",
+    "dispersion_pm",
+    "dispersion",
+    "Q",
+    "L",
+    "depth",
+    "ra",
+    "dec",
+)
+_UNITS = {
+    "D": "pc",
+    "approx_size": "pc",
+    "L": "pc",
+    "r50": "pc",
+    "pmra": "mas / yr",
+    "pmdec": "mas / yr",
+    "dispersion_pm": "mas / yr",
+    "dispersion": "km / s",
+    "depth": "pc",
+    "ra": "deg",
+    "dec": "deg",
+}
 MIN_STARS = 10
 RHAT_LIMIT = 1.01
 ESS_LIMIT = 400
@@ -98,11 +153,19 @@ class ClusterDistance:
     method : {"marginal", "latent"}, optional
         ``"marginal"`` (default) integrates out every star's distance and
         samples only ``log_L, log_D, log_sigma, Q``; ``"latent"`` samples every
-        star's distance too (the tutorial's model; slow, for cross-checks).
+        star's distance too (the tutorial's model; slow, for cross-checks;
+        parallax-only model).
+    model : {"astrometric", "parallax"}, optional
+        By default the astrometric model wherever the table has the columns
+        it needs (`ASTROMETRIC_COLUMNS`: positions, proper motions, their
+        errors and correlations), else the parallax-only one.
     priors : dict, optional
-        NumPyro distributions replacing any of the defaults of
-        `default_priors`, keyed ``"log_L"``, ``"log_D"``, ``"log_sigma"``,
-        ``"Q"``.
+        NumPyro distributions replacing any of the defaults: of
+        `default_priors` (``"log_L"``, ``"log_D"``, ``"log_sigma"``, ``"Q"``)
+        for the parallax-only model, of
+        `gaiadist.astrometric_model.default_priors` for the astrometric one
+        (those four, with another default for ``log_sigma``, and the
+        proper motion, size and field parameters).
     distance_guess : `~astropy.units.Quantity`, optional
         Where to start the chains' cluster distance. By default the peak of
         the parallax distribution of the stars with parallax over error > 5.
@@ -110,7 +173,12 @@ class ClusterDistance:
         the table has ``ra``, ``dec``, ``pmra`` and ``pmdec``, at the parallax
         of the stars in the clump of proper motions that crowds the field's
         centre (`gaiadist.peak.proper_motion_peak`, recorded in ``meta``);
-        the mode with the most posterior mass wins.
+        the mode with the most posterior mass wins. The astrometric model
+        starts at the proper motion peak, and also at ``distance_guess``
+        when given.
+    proper_motion_guess : `~astropy.units.Quantity`, optional
+        ``(pmra, pmdec)`` where the astrometric model's mode search also
+        starts (with ``distance_guess``, if given), as from a catalogue.
     num_draws : int, optional
         Posterior draws used for the per-star membership probabilities and
         distances of the marginal method.
@@ -126,23 +194,43 @@ class ClusterDistance:
         self,
         method: str = "marginal",
         *,
+        model: str | None = None,
         priors: dict | None = None,
         distance_guess: u.Quantity | None = None,
+        proper_motion_guess: u.Quantity | None = None,
         num_draws: int = 200,
     ) -> None:
         if method not in _METHODS:
             raise InputError(f"method must be one of {_METHODS}, not {method!r}")
+        if model is not None and model not in _MODELS:
+            raise InputError(f"model must be one of {_MODELS}, not {model!r}")
+        if method == "latent" and model == "astrometric":
+            raise InputError("the latent method runs the parallax-only model only")
         self.method = method
+        self.model = "parallax" if method == "latent" else model
         self.priors = default_priors()
+        self.astrometric_priors = astrometric_priors()
         for name, prior in (priors or {}).items():
-            if name not in self.priors:
+            if name not in self.priors and name not in self.astrometric_priors:
                 raise InputError(
                     f"unknown prior {name!r}; the parameters are "
-                    f"{', '.join(POPULATION)}"
+                    f"{', '.join(dict.fromkeys(POPULATION + PARAMETERS))}"
                 )
             if not isinstance(prior, dist.Distribution):
                 raise InputError(f"prior {name!r} must be a NumPyro distribution")
-            self.priors[name] = prior
+            for chosen in (self.priors, self.astrometric_priors):
+                if name in chosen:
+                    chosen[name] = prior
+        self.proper_motion_guess = None
+        if proper_motion_guess is not None:
+            guess = quantity_values(
+                proper_motion_guess, u.mas / u.yr, "proper_motion_guess"
+            )
+            if np.shape(guess) != (2,) or not np.all(np.isfinite(guess)):
+                raise InputError(
+                    "proper_motion_guess must be two finite values, pmra and pmdec"
+                )
+            self.proper_motion_guess = tuple(float(g) for g in guess)
         self.distance_guess = (
             None
             if distance_guess is None
@@ -199,7 +287,12 @@ class ClusterDistance:
             ``distance_guess``).
         """
         job = self._prepare(table, parallax_range=parallax_range)
-        sample = self._fit_marginal if self.method == "marginal" else self._fit_latent
+        if job.model == "astrometric":
+            sample = self._fit_astrometric
+        elif self.method == "marginal":
+            sample = self._fit_marginal
+        else:
+            sample = self._fit_latent
         result = sample(job, seed, num_warmup, num_samples, num_chains, progress)
         settings = {
             "seed": seed,
@@ -229,6 +322,8 @@ class ClusterDistance:
         program as for `fit`, cluster by cluster. On a GPU this fits a batch
         of clusters in about the time of one; on a CPU it is no faster than
         fitting them one by one, and every cluster waits for the slowest.
+        Tables fitted with the astrometric model are not batched (yet): they
+        are fitted one after another.
 
         Parameters
         ----------
@@ -271,9 +366,19 @@ class ClusterDistance:
             for table, guess in zip(tables, guesses, strict=True)
         ]
         seeds = [int(s) for s in np.broadcast_to(np.asarray(seed), (len(jobs),))]
-        results = self._fit_marginal_many(
-            jobs, seeds, num_warmup, num_samples, num_chains
-        )
+        if all(job.model == "parallax" for job in jobs):
+            results = self._fit_marginal_many(
+                jobs, seeds, num_warmup, num_samples, num_chains
+            )
+        else:  # the astrometric model is not batched: one after another
+            results = [
+                (
+                    self._fit_astrometric
+                    if job.model == "astrometric"
+                    else self._fit_marginal
+                )(job, one_seed, num_warmup, num_samples, num_chains, False)
+                for job, one_seed in zip(jobs, seeds, strict=True)
+            ]
         fits = []
         for job, result, cluster_seed in zip(jobs, results, seeds, strict=True):
             settings = {
@@ -308,13 +413,20 @@ class ClusterDistance:
             flag[outside] |= np.uint8(DistanceFlag.EXCLUDED)
             parallax_range = [lo, hi]
             cut = f" inside {lo:g} < parallax < {hi:g} mas"
+        model, stars, footprint = self._which_model(table), None, None
+        if model == "astrometric":
+            footprint = footprint_of(table)
+            stars, flag = astrometric_stars(table, footprint, (plx, err, flag))
         usable = flag == 0
         n_usable = int(np.count_nonzero(usable))
         if n_usable < MIN_STARS:
+            needs = "a positive parallax_error"
+            if model == "astrometric":
+                needs += ", proper motions with errors and correlations"
             raise InputError(
                 f"only {n_usable} of {len(table)} rows{cut} have a finite "
-                f"{plx_name} and a positive parallax_error; the cluster model "
-                f"needs at least {MIN_STARS}"
+                f"{plx_name}, {needs}; the cluster model needs at least "
+                f"{MIN_STARS}"
             )
         _warn_flagged(flag)
         if distance_guess is None:
@@ -323,7 +435,32 @@ class ClusterDistance:
         peak = None
         if all(c in table.colnames for c in _PEAK_COLUMNS):
             peak = proper_motion_peak(table[usable], parallax=plx_name)
-        return _Job(table, plx_name, plx, err, flag, usable, init, parallax_range, peak)
+        return _Job(
+            table,
+            plx_name,
+            plx,
+            err,
+            flag,
+            usable,
+            init,
+            parallax_range,
+            peak,
+            model,
+            stars,
+            footprint,
+        )
+
+    def _which_model(self, table) -> str:
+        """The model for ``table``: the one asked for, or what its columns allow."""
+        missing = [c for c in ASTROMETRIC_COLUMNS if c not in table.colnames]
+        if self.model == "astrometric" and missing:
+            raise InputError(
+                "the astrometric model needs the columns "
+                f"{', '.join(missing)}; use model='parallax' for parallaxes alone"
+            )
+        if self.model is None:
+            return "parallax" if missing else "astrometric"
+        return self.model
 
     def _result(
         self,
@@ -341,7 +478,9 @@ class ClusterDistance:
         table, flag, usable = job.table, job.flag, job.usable
         by_chain["L"] = np.exp(by_chain["log_L"])
         by_chain["D"] = np.exp(by_chain["log_D"])
-        by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
+        if job.model == "parallax":
+            by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
+        priors = self.astrometric_priors if job.model == "astrometric" else self.priors
 
         out = table.copy()
         member = np.full(len(table), np.nan)
@@ -370,16 +509,23 @@ class ClusterDistance:
             quadrature_check=check,
             parallax=np.where(usable, job.plx, np.nan),
             parallax_error=np.where(usable, job.err, np.nan),
-            priors=self.priors,
+            priors=priors,
             modes=modes,
+            model=job.model,
         )
+        extra = {}
+        if job.model == "astrometric":
+            extra["footprint"] = job.footprint.describe()
+            extra["proper_motion_guess_mas_yr"] = self.proper_motion_guess
         record(
             out,
             "cluster_distance",
             {
                 "method": self.method,
+                "model": job.model,
+                **extra,
                 "parallax_column": job.plx_name,
-                "priors": {k: describe_distribution(v) for k, v in self.priors.items()},
+                "priors": {k: describe_distribution(v) for k, v in priors.items()},
                 **settings,
                 "stars_used": int(np.count_nonzero(usable)),
                 "proper_motion_peak": None if job.peak is None else job.peak._asdict(),
@@ -388,6 +534,68 @@ class ClusterDistance:
         )
         fit._warn_if_unconverged()
         return fit
+
+    def _fit_astrometric(
+        self, job, seed, num_warmup, num_samples, num_chains, progress
+    ):
+        """The astrometric model: mode search, NUTS, then the per-star results."""
+        key = ("astrometric",)
+        if key not in self._cache:
+            self._cache[key] = Sampler(Layout(self.astrometric_priors))
+        sampler = self._cache[key]
+        guess = {}
+        if job.init["guessed"]:
+            guess["D"] = math.exp(job.init["log_D"])
+        if self.proper_motion_guess is not None:
+            guess["pmra"], guess["pmdec"] = self.proper_motion_guess
+        points = starting_points(
+            job.stars,
+            job.peak,
+            math.exp(job.init["log_D"]),
+            job.init["log_L"],
+            n_field=sampler.layout.shapes["field_weights"][0],
+            guess=guess,
+        )
+        starts = np.stack([sampler.layout.pack(p) for p in points])
+        result = sampler.run(
+            job.stars,
+            starts,
+            seed=seed,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            num_draws=self.num_draws,
+            progress=progress,
+        )
+        if not np.any(np.isfinite(result.log_p)):
+            raise InputError(
+                "the posterior is zero or undefined at every starting point of "
+                "the mode search; check that distance_guess lies inside the "
+                "support of the priors"
+            )
+        by_chain = _astrometric_draws(result.samples, job.footprint)
+        layout = sampler.layout
+        mass = laplace_masses(result.log_p, result.hessians)
+        found = []
+        for x, m in zip(result.modes, mass, strict=True):
+            params, _ = layout.unpack(jnp.asarray(x))
+            found.append(
+                {
+                    "D": math.exp(float(params["log_D"])),
+                    "pmra": float(params["pmra"]),
+                    "pmdec": float(params["pmdec"]),
+                    "log_mass": float(m),
+                }
+            )
+        return (
+            by_chain,
+            result.diverging,
+            result.seconds,
+            result.p_member,
+            result.quantiles,
+            result.check,
+            found,
+        )
 
     def _fit_marginal(self, job, seed, num_warmup, num_samples, num_chains, progress):
         """Laplace-whitened NUTS on the population, then the per-star results."""
@@ -521,7 +729,7 @@ class ClusterDistance:
                 "priors; check that distance_guess lies inside the support of "
                 "the priors"
             )
-        init = dict(init)
+        init = {k: init[k] for k in POPULATION}
         init["r"] = np.clip(np.where(plx > 0, 1000.0 / np.abs(plx), 1e4), 1.0, 1e5)
         mcmc = MCMC(
             NUTS(_latent_model, init_strategy=init_to_value(values=init)),
@@ -613,6 +821,7 @@ class ClusterDistance:
             "log_sigma": math.log(0.02),
             "log_L": math.log(max(field, 1.0)),
             "Q": 0.3,
+            "guessed": distance_guess is not None,
         }
 
 
@@ -660,6 +869,7 @@ class ClusterFit:
         parallax_error,
         priors,
         modes=None,
+        model="parallax",
     ):
         self.table = table
         self.samples = samples
@@ -671,6 +881,7 @@ class ClusterFit:
         self._parallax_error = parallax_error
         self._priors = priors
         self.modes = modes
+        self.model = model
 
     def posterior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
         """Parallaxes simulated from the fitted model, star by star.
@@ -722,10 +933,14 @@ class ClusterFit:
         out["parallax_rep"] = rep.T * u.mas
         return out
 
+    @property
+    def _rows(self) -> tuple[str, ...]:
+        return _ASTROMETRIC_ROWS if self.model == "astrometric" else _SUMMARY_ROWS
+
     def to_arviz(self):
         """The population posterior as an `arviz.InferenceData`."""
         az = _import_arviz()
-        names = list(_SUMMARY_ROWS)
+        names = list(self._rows)
         return az.from_dict(
             posterior={k: self.samples[k] for k in names},
             sample_stats={"diverging": self.diverging},
@@ -745,9 +960,7 @@ class ClusterFit:
             settings, priors, the cut, the zero point, package versions).
         """
         az = _import_arviz()
-        frame = az.summary(
-            self.to_arviz(), var_names=list(_SUMMARY_ROWS), hdi_prob=0.94
-        )
+        frame = az.summary(self.to_arviz(), var_names=list(self._rows), hdi_prob=0.94)
         out = Table()
         out["parameter"] = list(frame.index)
         out["unit"] = [_UNITS.get(k, "") for k in frame.index]
@@ -830,11 +1043,13 @@ class ClusterFit:
             )
 
     def __repr__(self) -> str:
-        d, size, q = (self.samples[k] for k in ("D", "approx_size", "Q"))
+        size = "r50" if self.model == "astrometric" else "approx_size"
+        d, r, q = (self.samples[k] for k in ("D", size, "Q"))
         return (
-            f"<ClusterFit method={self.method!r} stars={len(self.table)} "
+            f"<ClusterFit model={self.model!r} method={self.method!r} "
+            f"stars={len(self.table)} "
             f"D={np.mean(d):.1f}±{np.std(d):.1f} pc "
-            f"approx_size={np.mean(size):.1f}±{np.std(size):.1f} pc "
+            f"{size}={np.mean(r):.2f}±{np.std(r):.2f} pc "
             f"Q={np.mean(q):.3f}±{np.std(q):.3f}>"
         )
 
@@ -851,6 +1066,28 @@ class _Job(NamedTuple):
     init: dict
     parallax_range: list[float] | None
     peak: ClusterGuess | None
+    model: str = "parallax"
+    stars: AstrometricStars | None = None
+    footprint: Footprint | None = None
+
+
+def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:
+    """The astrometric model's draws with the summary's derived quantities.
+
+    ``D``, ``r50``, ``L`` and ``depth`` (the members' spread in distance,
+    ``sigma D``) in pc, the dispersion in km/s and in mas/yr at ``D``, and
+    the cluster's centre as ``ra`` and ``dec`` (deg).
+    """
+    out = dict(samples)
+    d = np.exp(samples["log_D"])
+    out["r50"] = np.exp(samples["log_r50"])
+    out["dispersion"] = np.exp(samples["log_dispersion"])
+    out["dispersion_pm"] = out["dispersion"] / (KMS_PER_MASYR_KPC * d / 1000.0)
+    out["depth"] = np.exp(samples["log_sigma"]) * d
+    out["ra"], out["dec"] = footprint.position(
+        footprint.scale * samples["centre_x"], footprint.scale * samples["centre_y"]
+    )
+    return out
 
 
 def _parallax_range(bounds) -> tuple[float, float]:

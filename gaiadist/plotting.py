@@ -13,20 +13,34 @@ from astropy.table import Table
 from .columns import column_values
 from .exceptions import InputError
 
-__all__ = ["cmd_plot", "corner_plot", "predictive_plot", "star_distance_plot"]
+__all__ = [
+    "cmd_plot",
+    "corner_plot",
+    "members_plot",
+    "predictive_plot",
+    "star_distance_plot",
+]
 
 _CORNER = ("D", "approx_size", "L", "Q")
+_ASTROMETRIC_CORNER = ("D", "r50", "pmra", "pmdec", "dispersion", "Q")
 _TRUTH_COLOUR = "tab:red"
 _LABELS = {
     "D": "D [pc]",
     "approx_size": "approx. size [pc]",
     "L": "L [pc]",
     "Q": "Q",
+    "r50": "r50 [pc]",
+    "pmra": "pmra [mas/yr]",
+    "pmdec": "pmdec [mas/yr]",
+    "dispersion": "dispersion [km/s]",
 }
 
 
 def corner_plot(fit, *, truth: dict | None = None):
-    """Corner plot of the posterior of D, approx_size, L and Q.
+    """Corner plot of the posterior of the cluster's main parameters.
+
+    D, approx_size, L and Q for the parallax-only model; D, r50, the proper
+    motion centre, the velocity dispersion and Q for the astrometric one.
 
     Each panel of the diagonal is titled with the posterior mean and
     standard deviation, and marks the 94 % highest-density interval, as
@@ -44,20 +58,21 @@ def corner_plot(fit, *, truth: dict | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    names = _ASTROMETRIC_CORNER if fit.model == "astrometric" else _CORNER
     summary = {row["parameter"]: row for row in fit.summary()}
-    samples = np.column_stack([fit.samples[k].reshape(-1) for k in _CORNER])
-    truths = None if truth is None else [truth.get(k) for k in _CORNER]
-    fig = plt.figure(figsize=(8, 8))
+    samples = np.column_stack([fit.samples[k].reshape(-1) for k in names])
+    truths = None if truth is None else [truth.get(k) for k in names]
+    fig = plt.figure(figsize=(8, 8) if len(names) == 4 else (10, 10))
     corner.corner(
         samples,
         fig=fig,
-        labels=[_LABELS[k] for k in _CORNER],
+        labels=[_LABELS[k] for k in names],
         truths=truths,
         truth_color=_TRUTH_COLOUR,
         label_kwargs={"fontsize": 10},
     )
-    axes = np.asarray(fig.axes).reshape(len(_CORNER), len(_CORNER))
-    for i, name in enumerate(_CORNER):
+    axes = np.asarray(fig.axes).reshape(len(names), len(names))
+    for i, name in enumerate(names):
         row = summary[name]
         ax = axes[i, i]
         for edge in (row["hdi_3%"], row["hdi_97%"]):
@@ -76,6 +91,87 @@ def corner_plot(fit, *, truth: dict | None = None):
         title="titles: posterior mean ± sd",
     )
     return fig
+
+
+def members_plot(fit):
+    """The astrometric fit's members in proper motion and on the sky.
+
+    Stars with ``p_member >= 0.5`` are coloured by their membership
+    probability over the others in grey. The proper motion panel marks the
+    fitted centre with a circle of twice the dispersion (mas/yr at D) and
+    zooms on the cluster; the sky panel marks the fitted centre and r50.
+
+    Parameters
+    ----------
+    fit : `~gaiadist.ClusterFit`
+        A fit of the astrometric model.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    if fit.model != "astrometric":
+        raise InputError("members_plot needs a fit of the astrometric model")
+    table = fit.table
+    p = column_values(table, "p_member", "")
+    ok = np.isfinite(p)
+    pmra, pmdec = (column_values(table, c, u.mas / u.yr) for c in ("pmra", "pmdec"))
+    ra, dec = (column_values(table, c, u.deg) for c in ("ra", "dec"))
+    mean = {k: float(np.mean(fit.samples[k])) for k in _ASTROMETRIC_SUMMARY}
+    # Sky offsets from the fitted centre, arcmin.
+    x = (ra - mean["ra"] + 180.0) % 360.0 - 180.0
+    x *= np.cos(np.radians(mean["dec"])) * 60.0
+    y = (dec - mean["dec"]) * 60.0
+    r50 = np.degrees(mean["r50"] / mean["D"]) * 60.0
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
+    field, member = ok & (p < 0.5), ok & (p >= 0.5)
+    order = np.flatnonzero(member)[np.argsort(p[member])]
+    for ax, (u_, v_) in zip(axes, ((pmra, pmdec), (x, y)), strict=True):
+        ax.scatter(u_[field], v_[field], s=2, c="0.75", label="p_member < 0.5")
+        points = ax.scatter(
+            u_[order], v_[order], c=p[order], s=5, cmap="viridis", vmin=0.5, vmax=1
+        )
+    spread = 2.0 * mean["dispersion_pm"]
+    axes[0].add_patch(
+        Circle((mean["pmra"], mean["pmdec"]), spread, fill=False, color="tab:red")
+    )
+    span = max(10.0 * spread, 2.0)
+    if member.any():
+        span = max(
+            span,
+            1.5
+            * float(
+                np.percentile(
+                    np.hypot(
+                        pmra[member] - mean["pmra"], pmdec[member] - mean["pmdec"]
+                    ),
+                    99,
+                )
+            ),
+        )
+    axes[0].set_xlim(mean["pmra"] - span, mean["pmra"] + span)
+    axes[0].set_ylim(mean["pmdec"] - span, mean["pmdec"] + span)
+    axes[0].set_xlabel("pmra [mas/yr]")
+    axes[0].set_ylabel("pmdec [mas/yr]")
+    axes[0].set_title(
+        f"proper motion: centre ({mean['pmra']:.3f}, {mean['pmdec']:.3f}), "
+        f"circle 2 x {mean['dispersion_pm']:.3f} mas/yr",
+        fontsize=9,
+    )
+    axes[1].add_patch(Circle((0.0, 0.0), r50, fill=False, color="tab:red"))
+    axes[1].invert_xaxis()  # east to the left
+    axes[1].set_aspect("equal")
+    axes[1].set_xlabel("east offset [arcmin]")
+    axes[1].set_ylabel("north offset [arcmin]")
+    axes[1].set_title(
+        f"sky: circle r50 = {mean['r50']:.2f} pc ({r50:.2f}') at D = "
+        f"{mean['D']:.0f} pc",
+        fontsize=9,
+    )
+    fig.colorbar(points, ax=axes, label="p_member", shrink=0.8)
+    return fig
+
+
+_ASTROMETRIC_SUMMARY = ("D", "r50", "pmra", "pmdec", "dispersion_pm", "ra", "dec")
 
 
 def _mean_sd(mean: float, sd: float) -> str:

@@ -70,6 +70,7 @@ MODES = ("sequential", "processes", "dask", "batched")
 RESULT_COLUMNS = {
     "status": None,
     "message": None,
+    "model": None,
     "n_stars": None,
     "n_used": None,
     "D": u.pc,
@@ -78,6 +79,14 @@ RESULT_COLUMNS = {
     "D_hi": u.pc,
     "approx_size": u.pc,
     "approx_size_sd": u.pc,
+    "r50": u.pc,
+    "r50_sd": u.pc,
+    "pmra": u.mas / u.yr,
+    "pmra_sd": u.mas / u.yr,
+    "pmdec": u.mas / u.yr,
+    "pmdec_sd": u.mas / u.yr,
+    "dispersion": u.km / u.s,
+    "dispersion_sd": u.km / u.s,
     "L": u.pc,
     "L_sd": u.pc,
     "Q": None,
@@ -91,8 +100,12 @@ RESULT_COLUMNS = {
     "seconds": u.s,
     "members_file": None,
 }
-_POPULATION_ROWS = ("D", "approx_size", "L", "Q")
-_CHECKPOINT_VERSION = 2  # 2: one zero-point rule (apply_zeropoint)
+#: The summary rows the survey reports, where the model has them (NaN where
+#: not: ``approx_size`` is the parallax-only model's, the rest but D, L and Q
+#: the astrometric model's).
+_POPULATION_ROWS = ("D", "approx_size", "r50", "pmra", "pmdec", "dispersion", "L", "Q")
+# 2: one zero-point rule (apply_zeropoint); 3: the astrometric model
+_CHECKPOINT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,7 @@ class _Settings:
 
     stars: str | None
     parallax_range: tuple | None
+    model: str | None = None
     priors: dict = field(default_factory=dict)
     seed: int = 0
     num_warmup: int = 300
@@ -130,6 +144,7 @@ def survey(
     scheduler=None,
     batch_size: int = 8,
     parallax_range: tuple[float, float] | None = None,
+    model: str | None = None,
     priors: dict | None = None,
     seed: int = 0,
     num_warmup: int = 300,
@@ -180,6 +195,11 @@ def survey(
         `ClusterDistance.fit` does; the members files keep every star.
         By default every star is used: the model's field component is the
         whole population, and a cut biases its length scale and ``Q``.
+    model : {"astrometric", "parallax"}, optional
+        The cluster model, as for `ClusterDistance`: by default the
+        astrometric one wherever the stars have proper motions. The
+        catalogue's ``distance`` and its ``pmra``, ``pmdec`` are where the
+        mode search also starts.
     priors : dict, optional
         Priors replacing the defaults, as for `ClusterDistance`.
     seed, num_warmup, num_samples, num_chains : int, optional
@@ -204,10 +224,12 @@ def survey(
         ``status`` (``"ok"``, ``"unconverged"`` when the fit warned about
         r_hat, ESS, divergences or its quadrature, or ``"failed"``),
         ``message`` (the error, or the fit's warnings), the posterior mean
-        and sd of ``D``, ``approx_size``, ``L`` and ``Q``, ``D_lo`` and
+        and sd of ``D``, ``approx_size`` (parallax-only model), ``r50``,
+        ``pmra``, ``pmdec``, ``dispersion`` (astrometric model; NaN where the
+        model has none), ``L`` and ``Q``, ``D_lo`` and
         ``D_hi`` (the 94 % highest-density interval, as in
         `ClusterFit.summary`), ``n_members``, ``sum_p_member``, the worst
-        ``r_hat`` and smallest ESS over the four parameters, the number of
+        ``r_hat`` and smallest ESS over those parameters, the number of
         divergences, ``quadrature_check``, the fit's ``seconds`` and the
         members file. Also written to ``output/survey.ecsv``.
 
@@ -228,6 +250,7 @@ def survey(
     settings = _Settings(
         stars=stars,
         parallax_range=None if parallax_range is None else tuple(parallax_range),
+        model=model,
         priors=dict(priors or {}),
         seed=int(seed),
         num_warmup=int(num_warmup),
@@ -237,7 +260,8 @@ def survey(
         query=dict(query or {}),
         strict_zeropoint=bool(strict_zeropoint),
     )
-    ClusterDistance(priors=settings.priors)  # refuse bad priors before starting
+    # Refuse a bad model or priors before starting.
+    ClusterDistance(model=model, priors=settings.priors)
     folder = Path(output)
     for sub in ("results", "members"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -398,12 +422,18 @@ def _slug(name: str) -> str:
 _MODELS: dict = {}  # one ClusterDistance per process and settings: its compilations
 
 
-def _model(settings: _Settings, distance: float) -> ClusterDistance:
+def _model(
+    settings: _Settings, distance: float, motion: tuple = (math.nan, math.nan)
+) -> ClusterDistance:
+    """The process's model for ``settings``, starting at the catalogue's guesses."""
     key = settings.key()
     if key not in _MODELS:
-        _MODELS[key] = ClusterDistance(priors=settings.priors)
+        _MODELS[key] = ClusterDistance(model=settings.model, priors=settings.priors)
     model = _MODELS[key]
     model.distance_guess = distance if np.isfinite(distance) else None
+    model.proper_motion_guess = (
+        tuple(float(m) for m in motion) if np.all(np.isfinite(motion)) else None
+    )
     return model
 
 
@@ -454,7 +484,8 @@ def _fit_one(
         warnings.simplefilter("always")
         try:
             stars = _load_stars(task, settings)
-            fit = _model(settings, task["distance"]).fit(
+            motion = (task.get("pmra", math.nan), task.get("pmdec", math.nan))
+            fit = _model(settings, task["distance"], motion).fit(
                 stars,
                 seed=settings.seed,
                 num_warmup=settings.num_warmup,
@@ -486,7 +517,7 @@ def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
     """
     summary = fit.summary()
     by_name = {row["parameter"]: row for row in summary}
-    rows = [by_name[k] for k in _POPULATION_ROWS]
+    rows = [by_name[k] for k in _POPULATION_ROWS if k in by_name]
     problems = fit.problems()
     notes = ["; ".join(problems)] if problems else []
     for w in caught:
@@ -501,6 +532,7 @@ def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
     out = {
         "status": "unconverged" if problems else "ok",
         "message": " | ".join(notes),
+        "model": fit.model,
         "n_stars": int(n_stars),
         "n_used": int(np.count_nonzero(np.isfinite(p))),
         "D_lo": float(by_name["D"]["hdi_3%"]),
@@ -514,8 +546,9 @@ def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
         "seconds": float(seconds),
     }
     for k in _POPULATION_ROWS:
-        out[k] = float(by_name[k]["mean"])
-        out[f"{k}_sd"] = float(by_name[k]["sd"])
+        row = by_name.get(k)
+        out[k] = math.nan if row is None else float(row["mean"])
+        out[f"{k}_sd"] = math.nan if row is None else float(row["sd"])
     return out, fit.table
 
 

@@ -201,7 +201,9 @@ def test_without_zero_point_warns_and_flags_bad_rows():
 @pytest.fixture(scope="module")
 def shared_model():
     # One instance for the simulated fits: it keeps its compiled sampler.
-    return ClusterDistance()
+    # The simulations have proper motions; these tests are of the
+    # parallax-only model (tests/test_cluster_astrometric.py: the other).
+    return ClusterDistance(model="parallax")
 
 
 def _simulated(distance, size, fraction, length_scale, seed):
@@ -315,7 +317,9 @@ def test_progress_bar_counts_every_chain(capsys):
     import jax
 
     stars = _simulated(400, 4, 0.3, 400, 8)[:300]
-    ClusterDistance().fit(stars, num_warmup=50, num_samples=50, progress=True)
+    ClusterDistance(model="parallax").fit(
+        stars, num_warmup=50, num_samples=50, progress=True
+    )
     err = capsys.readouterr().err
     assert "NUTS (marginal)" in err
     total = 200 if jax.default_backend() == "cpu" else 100
@@ -324,6 +328,9 @@ def test_progress_bar_counts_every_chain(capsys):
 
 def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
     """Field stars outnumber members 24 to 1, as in a wide cone around the Pleiades.
+
+    The parallax-only model (the astrometric one: in
+    tests/test_cluster_astrometric.py).
 
     The parallax peak of the precise stars lies on the field; the model then
     parked its "cluster" on the field (D = 1545 pc, approx_size 733 pc,
@@ -341,7 +348,7 @@ def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
         seed=3,
     )
     stars = apply_zeropoint(stars)
-    fit = ClusterDistance().fit(stars, seed=0, parallax_range=(0.2, 20))
+    fit = ClusterDistance(model="parallax").fit(stars, seed=0, parallax_range=(0.2, 20))
     summary = {row["parameter"]: row for row in fit.summary()}
     assert abs(summary["D"]["mean"] - 135) < 3 * summary["D"]["sd"] + 1
     assert summary["approx_size"]["mean"] < 10

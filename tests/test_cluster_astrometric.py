@@ -1,0 +1,185 @@
+"""ClusterDistance's astrometric model on simulated fields with known truth."""
+
+import warnings
+
+import astropy.units as u
+import jax
+import numpy as np
+import pytest
+from astropy.table import QTable
+from scipy import stats
+
+from gaiadist import ClusterDistance, DistanceFlag, InputError, apply_zeropoint
+from gaiadist.astrometric import astrometric_stars, footprint_of, membership
+from gaiadist.simulate import cluster_field
+
+
+def _auc(score, truth):
+    """Area under the ROC curve: P(score of a member > score of a non-member)."""
+    truth = np.asarray(truth, bool)
+    ranks = stats.rankdata(np.asarray(score, float))  # ties: their mean rank
+    n1 = truth.sum()
+    return (ranks[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (~truth).sum())
+
+
+def _truth_params(truth):
+    """The simulation's parameters in the model's terms."""
+    motion = np.asarray(truth["field_motion"], float)
+    return {
+        "log_D": np.log(truth["D"]),
+        "log_sigma": np.log(truth["approx_size"] / truth["D"]),
+        "Q": truth["Q"],
+        "log_L": np.log(truth["L"]),
+        "pmra": truth["pmra"],
+        "pmdec": truth["pmdec"],
+        "log_dispersion": np.log(truth["velocity_dispersion"]),
+        "log_r50": np.log(truth["r50"]),
+        "centre_x": 0.0,
+        "centre_y": 0.0,
+        "field_weights": motion[:, 0] / motion[:, 0].sum(),
+        "field_pm": motion[:, 1:3],
+        "log_field_sd": np.log(np.repeat(motion[:, 3:4], 2, axis=1)),
+    }
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    # The cluster's proper motion a field width from the field's main
+    # Gaussian, a sixth of the stars members.
+    stars = cluster_field(
+        2500,
+        distance=1500 * u.pc,
+        size=3 * u.pc,
+        fraction=0.15,
+        length_scale=600 * u.pc,
+        r50=3 * u.pc,
+        proper_motion=(-4.0, -1.0) * u.mas / u.yr,
+        velocity_dispersion=1.0 * u.km / u.s,
+        seed=2,
+    )
+    stars = apply_zeropoint(stars)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = ClusterDistance().fit(stars, seed=1, num_samples=600)
+    return stars, fit, caught
+
+
+def test_recovers_the_simulated_cluster(simulated):
+    stars, fit, caught = simulated
+    assert fit.model == "astrometric"
+    assert not fit.problems(), fit.problems()
+    truth = stars.meta["truth"]
+    summary = {row["parameter"]: row for row in fit.summary()}
+    want = {
+        "D": truth["D"],
+        "r50": truth["r50"],
+        "pmra": truth["pmra"],
+        "pmdec": truth["pmdec"],
+        "dispersion": truth["velocity_dispersion"],
+        "Q": truth["Q"],
+        "L": truth["L"],
+    }
+    for name, value in want.items():
+        row = summary[name]
+        assert abs(row["mean"] - value) < 3 * row["sd"], (name, row["mean"], value)
+    assert summary["r50"]["unit"] == "pc"
+    assert summary["pmra"]["unit"] == "mas / yr"
+    assert summary["dispersion"]["unit"] == "km / s"
+    # The sampled members: as many as the truth, within the binomial noise.
+    p = np.asarray(fit.table["p_member"])
+    assert abs(p.sum() - truth["n_members"]) < 3 * np.sqrt(len(p) * 0.15 * 0.85)
+
+
+def test_membership_is_as_good_as_the_truths(simulated):
+    """The fit's p_member ranks members as well as the true parameters do."""
+    stars, fit, _ = simulated
+    table = fit.table
+    used = np.asarray(table["r_flag"]) == 0
+    data, _ = astrometric_stars(table[used], footprint_of(table))
+    with jax.enable_x64(True):
+        best = np.asarray(membership(_truth_params(stars.meta["truth"]), data))
+    member = np.asarray(stars["true_member"])[used]
+    auc_fit = _auc(np.asarray(table["p_member"])[used], member)
+    auc_truth = _auc(best, member)
+    assert auc_truth > 0.97  # the simulation is not trivial, nor hopeless
+    assert auc_fit > auc_truth - 0.005, (auc_fit, auc_truth)
+
+
+def test_distances_and_records(simulated):
+    stars, fit, _ = simulated
+    out = fit.table
+    assert out.colnames[: len(stars.colnames)] == stars.colnames
+    assert out["source_id"].dtype == np.int64
+    np.testing.assert_array_equal(out["source_id"], stars["source_id"])
+    for name in ("r_lo", "r_med", "r_hi"):
+        assert out[name].unit == u.pc
+    ok = np.asarray(out["r_flag"]) == 0
+    assert np.all(out["r_lo"][ok] < out["r_med"][ok])
+    assert np.all(out["r_med"][ok] < out["r_hi"][ok])
+    # Members' distances pulled onto the cluster's: half of their 68 %
+    # intervals cover D, about as many as the depth and errors allow.
+    member = (np.asarray(out["p_member"]) > 0.9) & ok
+    d = stars.meta["truth"]["D"]
+    covers = (out["r_lo"][member].value < d) & (out["r_hi"][member].value > d)
+    assert covers.mean() > 0.5
+    meta = out.meta["gaiadist"]["cluster_distance"]
+    assert meta["model"] == "astrometric"
+    assert meta["footprint"]["shape"] == "cone"
+    assert meta["footprint"]["radius_deg"] == pytest.approx(0.5, rel=0.01)
+    assert len(meta["modes"]) == 4 and "pmra" in meta["modes"][0]
+
+
+@pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+def test_rows_without_proper_motions_are_flagged_not_dropped():
+    stars = apply_zeropoint(cluster_field(600, seed=5))
+    stars["pmra"][3] = np.nan * u.mas / u.yr
+    stars["pmdec_error"][4] = 0.0 * u.mas / u.yr
+    fit = ClusterDistance().fit(stars, num_warmup=100, num_samples=100)
+    flag = np.asarray(fit.table["r_flag"])
+    assert flag[3] == flag[4] == DistanceFlag.BAD_ERROR
+    assert np.isnan(fit.table["p_member"][3])
+    assert np.count_nonzero(flag == 0) == 598
+
+
+def test_model_choice_and_bad_input_are_clear():
+    stars = QTable(
+        {
+            "parallax": np.full(20, 1.0) * u.mas,
+            "parallax_error": np.full(20, 0.1) * u.mas,
+        }
+    )
+    with pytest.raises(InputError, match="needs the columns ra, dec, pmra"):
+        ClusterDistance(model="astrometric").fit(stars)
+    with pytest.raises(InputError, match="model must be one of"):
+        ClusterDistance(model="kinematic")
+    with pytest.raises(InputError, match="latent method runs the parallax-only"):
+        ClusterDistance("latent", model="astrometric")
+    with pytest.raises(InputError, match="proper_motion_guess"):
+        ClusterDistance(proper_motion_guess=[1.0, 2.0, 3.0] * u.mas / u.yr)
+    with pytest.raises(InputError, match="unknown prior 'r_50'"):
+        ClusterDistance(priors={"r_50": None})
+
+
+def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
+    """A Pleiades-like cluster, 4 % of 8,000 stars in a 1.5 deg cone, no hints."""
+    stars = cluster_field(
+        8000,
+        distance=135 * u.pc,
+        size=1 * u.pc,
+        fraction=0.04,
+        length_scale=800 * u.pc,
+        r50=2.5 * u.pc,
+        proper_motion=(20.0, -45.0) * u.mas / u.yr,
+        radius=1.5 * u.deg,
+        seed=3,
+    )
+    fit = ClusterDistance().fit(apply_zeropoint(stars), seed=0, num_samples=500)
+    summary = {row["parameter"]: row for row in fit.summary()}
+    assert abs(summary["D"]["mean"] - 135) < 3 * summary["D"]["sd"] + 0.5
+    assert abs(summary["r50"]["mean"] - 2.5) < 3 * summary["r50"]["sd"]
+    members = np.asarray(fit.table["p_member"]) > 0.5
+    truth = np.asarray(stars["true_member"])
+    assert np.count_nonzero(members & truth) > 0.95 * truth.sum()
+    assert np.count_nonzero(members & ~truth) < 0.02 * truth.sum()
+    # Every start found the same solution.
+    assert np.ptp([m["D"] for m in fit.modes]) < 1.0
