@@ -402,7 +402,9 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
         sky, ``centre_x`` and ``centre_y`` (offsets from the footprint's
         centre in units of `Footprint.scale`), and the field's proper motion
         mixture: ``field_weights`` (K,) summing to 1, ``field_pm`` (K, 2)
-        means (mas/yr) and ``log_field_sd`` (K, 2) widths.
+        means (mas/yr) and ``log_field_sd`` (K, 2) widths; optionally
+        ``field_on`` (K,), 0 for a Gaussian left out (its weight is shared
+        among the others) and 1 for one used.
     stars : AstrometricStars
         The stars.
 
@@ -502,6 +504,11 @@ def _field_motion(params, stars):
     """``ln`` of the field's proper motion mixture (n,)."""
     var = jnp.exp(2.0 * params["log_field_sd"])  # (K, 2)
     log_w = jnp.log(params["field_weights"])
+    if "field_on" in params:
+        # Switched-off Gaussians weigh nothing, the others share their weight.
+        on = params["field_on"] > 0
+        total = jnp.sum(jnp.where(on, params["field_weights"], 0.0))
+        log_w = jnp.where(on, log_w - jnp.log(total), -jnp.inf)
     terms = [
         log_w[k]
         + _log_normal2(

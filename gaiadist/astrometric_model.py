@@ -146,9 +146,15 @@ class Layout:
         return out
 
 
-def log_density(x, stars: AstrometricStars, layout: Layout) -> jax.Array:
-    """Log posterior (up to a constant) of the unconstrained vector ``x``."""
+def log_density(x, stars: AstrometricStars, layout: Layout, field_on=None) -> jax.Array:
+    """Log posterior (up to a constant) of the unconstrained vector ``x``.
+
+    ``field_on`` (K,) switches Gaussians of the field's mixture off (0): the
+    likelihood leaves them out and their parameters keep their priors.
+    """
     params, log_det = layout.unpack(x)
+    if field_on is not None:
+        params["field_on"] = field_on
     log_prior = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
     return log_prior + log_det + log_likelihood(params, stars)
 

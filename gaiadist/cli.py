@@ -184,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         help="clusters per program, --mode batched (default: %(default)s)",
     )
     surveyp.add_argument("--tap-url", help="TAP service (default: the Gaia archive)")
+    surveyp.add_argument(
+        "--compare",
+        metavar="COLUMN",
+        help="catalogue column of reference distances (pc) that OUTPUT/survey.png "
+        "plots the fitted D against (default: the first of "
+        f"{', '.join(_REFERENCE_COLUMNS)} the catalogue has)",
+    )
     _add_model_option(surveyp)
     _add_fit_options(surveyp, "default: all")
     _add_zeropoint_options(surveyp, skippable=False)
@@ -480,6 +487,12 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Catalogue columns of reference distances the survey's figure compares with:
+#: a plain ``distance``, Hunt & Reffert (2023)'s ``dist50`` and Cantat-Gaudin
+#: et al. (2020)'s ``DistPc``.
+_REFERENCE_COLUMNS = ("distance", "dist50", "DistPc")
+
+
 def _add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -584,6 +597,16 @@ def _survey(args: argparse.Namespace) -> int:
     for row in out[out["status"] == "failed"]:
         _say(f"  {row['name']}: {row['message']}")
     _say(f"wrote {Path(args.output) / 'survey.ecsv'} and members/ there")
+    reference = args.compare or next(
+        (c for c in _REFERENCE_COLUMNS if c in catalogue.colnames), None
+    )
+    if reference is not None and reference not in catalogue.colnames:
+        raise GaiadistError(f"--compare: the catalogue has no column {reference!r}")
+    from .plotting import survey_plot
+
+    _save_figures(
+        {Path(args.output) / "survey.png": lambda: survey_plot(out, reference)}
+    )
     return 0
 
 
@@ -694,7 +717,9 @@ def _demo(args: argparse.Namespace) -> int:
     fit = ClusterDistance().fit(stars, seed=args.seed, num_samples=DEMO_SAMPLES)
     _say(f"cluster fit in {fit.seconds:.1f} s")
     summary = fit.summary()
-    truth = stars.meta["truth"]
+    truth = dict(
+        stars.meta["truth"], dispersion=stars.meta["truth"]["velocity_dispersion"]
+    )
     summary["truth"] = [truth.get(name, np.nan) for name in summary["parameter"]]
     summary = summary[[name in truth for name in summary["parameter"]]]
     _say(_formatted(summary))

@@ -301,7 +301,7 @@ class ClusterDistance:
             "num_chains": num_chains,
             "parallax_range_mas": job.parallax_range,
         }
-        return self._result(job, *result, settings)
+        return self._result(job, *result[:7], settings, *result[7:])
 
     def fit_many(
         self,
@@ -389,7 +389,7 @@ class ClusterDistance:
                 "parallax_range_mas": job.parallax_range,
                 "batch": len(jobs),
             }
-            fits.append(self._result(job, *result, settings))
+            fits.append(self._result(job, *result[:7], settings, *result[7:]))
         return fits
 
     def _prepare(
@@ -473,8 +473,12 @@ class ClusterDistance:
         check,
         modes,
         settings,
+        extra=None,
     ) -> ClusterFit:
-        """The `ClusterFit` of one cluster, from its draws and per-star results."""
+        """The `ClusterFit` of one cluster, from its draws and per-star results.
+
+        ``extra`` holds more of the model's settings for ``meta``.
+        """
         table, flag, usable = job.table, job.flag, job.usable
         by_chain["L"] = np.exp(by_chain["log_L"])
         by_chain["D"] = np.exp(by_chain["log_D"])
@@ -513,7 +517,7 @@ class ClusterDistance:
             modes=modes,
             model=job.model,
         )
-        extra = {}
+        extra = dict(extra or {})
         if job.model == "astrometric":
             extra["footprint"] = job.footprint.describe()
             extra["proper_motion_guess_mas_yr"] = self.proper_motion_guess
@@ -595,6 +599,8 @@ class ClusterDistance:
             result.quantiles,
             result.check,
             found,
+            # The Gaussians of the field's proper motions the data called for.
+            {"field_gaussians": [int(on) for on in result.field_on]},
         )
 
     def _fit_marginal(self, job, seed, num_warmup, num_samples, num_chains, progress):

@@ -268,7 +268,14 @@ def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
     return mode, vectors * (1.0 / np.sqrt(values))
 
 
-def nuts_program(log_density_fn, constrain_fn, num_warmup, num_samples, progress=None):
+def nuts_program(
+    log_density_fn,
+    constrain_fn,
+    num_warmup,
+    num_samples,
+    progress=None,
+    target_accept=TARGET_ACCEPT,
+):
     """A compiled function that runs NUTS chains in the whitened coordinates.
 
     The whole run, initialisation, warmup (step size and diagonal mass
@@ -292,6 +299,8 @@ def nuts_program(log_density_fn, constrain_fn, num_warmup, num_samples, progress
         NUTS settings, per chain.
     progress : `ProgressBar`, optional
         Ticked once per iteration of every call.
+    target_accept : float, optional
+        NUTS's target acceptance probability.
 
     Returns
     -------
@@ -316,7 +325,7 @@ def nuts_program(log_density_fn, constrain_fn, num_warmup, num_samples, progress
                 z,
                 num_warmup,
                 dense_mass=False,
-                target_accept_prob=TARGET_ACCEPT,
+                target_accept_prob=target_accept,
                 model_args=args,
                 rng_key=key,
             )

@@ -19,10 +19,12 @@ __all__ = [
     "members_plot",
     "predictive_plot",
     "star_distance_plot",
+    "survey_plot",
 ]
 
 _CORNER = ("D", "approx_size", "L", "Q")
 _ASTROMETRIC_CORNER = ("D", "r50", "pmra", "pmdec", "dispersion", "Q")
+_ASTROMETRIC_SUMMARY = ("D", "r50", "pmra", "pmdec", "dispersion_pm", "ra", "dec")
 _TRUTH_COLOUR = "tab:red"
 _LABELS = {
     "D": "D [pc]",
@@ -171,7 +173,89 @@ def members_plot(fit):
     return fig
 
 
-_ASTROMETRIC_SUMMARY = ("D", "r50", "pmra", "pmdec", "dispersion_pm", "ra", "dec")
+def survey_plot(result: Table, reference: str | None = None):
+    """A survey's fitted distances, against a reference column where it has one.
+
+    Each cluster's posterior mean D with its 94 % interval (``D_lo`` to
+    ``D_hi``), coloured by ``status``. With ``reference`` (a column of
+    distances in the catalogue, e.g. a published ``dist50``) the left panel
+    plots D against it with the 1:1 line and the right panel the relative
+    difference; without, D by cluster.
+
+    Parameters
+    ----------
+    result : `~astropy.table.Table`
+        What `~gaiadist.survey` returns (or its ``survey.ecsv``).
+    reference : str, optional
+        The column of reference distances (pc unless it has a unit).
+    """
+    import matplotlib.pyplot as plt
+
+    names = result.colnames
+    d_col = "fit_D" if "fit_D" in names else "D"
+    d = column_values(result, d_col, u.pc)
+    lo = column_values(result, d_col.replace("D", "D_lo"), u.pc)
+    hi = column_values(result, d_col.replace("D", "D_hi"), u.pc)
+    status = np.asarray(result["status"]).astype(str)
+    colours = {"ok": "tab:blue", "unconverged": "tab:orange", "failed": "tab:red"}
+    if reference is not None and reference not in names:
+        raise InputError(f"the survey has no column {reference!r} to compare with")
+    fig, axes = plt.subplots(
+        1,
+        2 if reference else 1,
+        figsize=(11, 5) if reference else (7, 5),
+        layout="constrained",
+        squeeze=False,
+    )
+    x = (
+        column_values(result, reference, u.pc)
+        if reference
+        else np.arange(len(result), dtype=float)
+    )
+    for kind, colour in colours.items():
+        pick = (status == kind) & np.isfinite(d)
+        if not pick.any():
+            continue
+        err = np.abs(np.stack([d[pick] - lo[pick], hi[pick] - d[pick]]))
+        label = f"{kind} ({np.count_nonzero(pick)})"
+        axes[0, 0].errorbar(
+            x[pick], d[pick], yerr=err, fmt="o", ms=4, color=colour, label=label
+        )
+        if reference:
+            axes[0, 1].errorbar(
+                x[pick],
+                d[pick] / x[pick] - 1,
+                yerr=err / x[pick],
+                fmt="o",
+                ms=4,
+                color=colour,
+            )
+    ax = axes[0, 0]
+    ax.set_ylabel("fitted D [pc] (94 % interval)")
+    if reference:
+        span = np.nanmax(np.r_[x, d[np.isfinite(d)]]) * 1.1
+        ax.plot([0, span], [0, span], color="0.4", lw=0.8, label="1:1")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{reference} [pc]")
+        right = axes[0, 1]
+        right.axhline(0.0, color="0.4", lw=0.8)
+        for edge in (-0.01, 0.01):
+            right.axhline(edge, color="0.6", lw=0.6, ls="--")
+        right.set_xscale("log")
+        right.set_xlabel(f"{reference} [pc]")
+        right.set_ylabel(f"D / {reference} - 1 (dashed: ±1 %)")
+    else:
+        ax.set_xticks(x, np.asarray(result["name"]).astype(str), rotation=90)
+    n_failed = int(np.count_nonzero(status == "failed"))
+    ax.set_title(
+        f"{len(result)} clusters, {n_failed} failed"
+        if reference is None
+        else f"{len(result)} clusters against {reference}, {n_failed} failed",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    return fig
 
 
 def _mean_sd(mean: float, sd: float) -> str:
