@@ -493,6 +493,12 @@ def _cluster(args: argparse.Namespace) -> int:
 _REFERENCE_COLUMNS = ("distance", "dist50", "DistPc")
 
 
+def _has_values(table, name: str) -> bool:
+    """Whether column ``name`` holds some positive, finite number."""
+    values = np.ma.filled(np.ma.asarray(table[name], dtype=float), np.nan)
+    return bool(np.any(np.isfinite(values) & (values > 0)))
+
+
 def _add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -597,11 +603,16 @@ def _survey(args: argparse.Namespace) -> int:
     for row in out[out["status"] == "failed"]:
         _say(f"  {row['name']}: {row['message']}")
     _say(f"wrote {Path(args.output) / 'survey.ecsv'} and members/ there")
+    if args.compare is not None and args.compare not in catalogue.colnames:
+        raise GaiadistError(f"--compare: the catalogue has no column {args.compare!r}")
     reference = args.compare or next(
-        (c for c in _REFERENCE_COLUMNS if c in catalogue.colnames), None
+        (
+            c
+            for c in _REFERENCE_COLUMNS
+            if c in catalogue.colnames and _has_values(out, c)
+        ),
+        None,
     )
-    if reference is not None and reference not in catalogue.colnames:
-        raise GaiadistError(f"--compare: the catalogue has no column {reference!r}")
     from .plotting import survey_plot
 
     _save_figures(

@@ -1014,7 +1014,7 @@ class ClusterFit:
         return problems
 
     def _rival_modes(self) -> list[str]:
-        """Other modes, at a distinct D, that hold a fair share of the mass."""
+        """Other modes, at a distinct D or proper motion, with a fair share of mass."""
         if not self.modes:
             return []
         mass = np.array([m["log_mass"] for m in self.modes])
@@ -1023,17 +1023,37 @@ class ClusterFit:
         best = int(np.argmax(mass))
         log_d = np.log([m["D"] for m in self.modes])
         spread = 5.0 * float(np.std(self.samples["log_D"])) + 0.01
+        # The astrometric model's modes also differ by their proper motion.
+        motion = np.array(
+            [[m.get("pmra", 0.0), m.get("pmdec", 0.0)] for m in self.modes]
+        )
+        pm_spread = 0.05
+        if "pmra" in self.samples:
+            pm_spread += 5.0 * float(
+                np.hypot(np.std(self.samples["pmra"]), np.std(self.samples["pmdec"]))
+            )
         rivals = {}
         for i, m in enumerate(self.modes):
             share = math.exp(min(mass[i] - mass[best], 0.0))
-            if abs(log_d[i] - log_d[best]) > spread and share > RIVAL_LIMIT:
-                key = round(m["D"], -1)  # the same rival from two starts
-                rivals[key] = max((share, m["D"]), rivals.get(key, (0.0, 0.0)))
+            distinct = abs(log_d[i] - log_d[best]) > spread or (
+                np.hypot(*(motion[i] - motion[best])) > pm_spread
+            )
+            if distinct and share > RIVAL_LIMIT:
+                # The same rival from two starts counts once.
+                key = (round(m["D"], -1), *np.round(motion[i], 1))
+                where = (
+                    f", proper motion ({motion[i][0]:.2f}, {motion[i][1]:.2f}) mas/yr"
+                    if "pmra" in m
+                    else ""
+                )
+                rivals[key] = max(
+                    (share, m["D"], where), rivals.get(key, (0.0, 0.0, ""))
+                )
         return [
-            f"the mode search also found a solution at D = {d:.4g} pc with "
-            f"{share:.0%} of the posterior mass of the one sampled (Laplace "
-            "approximation), which the chains did not explore"
-            for _, (share, d) in sorted(rivals.items())
+            f"the mode search also found a solution at D = {d:.4g} pc{where} "
+            f"with {share:.0%} of the posterior mass of the one sampled "
+            "(Laplace approximation), which the chains did not explore"
+            for _, (share, d, where) in sorted(rivals.items())
         ]
 
     def _warn_if_unconverged(self) -> None:

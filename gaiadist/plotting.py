@@ -212,8 +212,12 @@ def survey_plot(result: Table, reference: str | None = None):
         if reference
         else np.arange(len(result), dtype=float)
     )
+    if reference and not np.any(np.isfinite(x) & (x > 0)):
+        raise InputError(f"the column {reference!r} has no positive distance")
     for kind, colour in colours.items():
-        pick = (status == kind) & np.isfinite(d)
+        pick = (status == kind) & np.isfinite(d) & np.isfinite(x)
+        if reference:
+            pick &= x > 0
         if not pick.any():
             continue
         err = np.abs(np.stack([d[pick] - lo[pick], hi[pick] - d[pick]]))
@@ -233,8 +237,10 @@ def survey_plot(result: Table, reference: str | None = None):
     ax = axes[0, 0]
     ax.set_ylabel("fitted D [pc] (94 % interval)")
     if reference:
-        span = np.nanmax(np.r_[x, d[np.isfinite(d)]]) * 1.1
-        ax.plot([0, span], [0, span], color="0.4", lw=0.8, label="1:1")
+        values = np.r_[x, d]
+        values = values[np.isfinite(values) & (values > 0)]
+        span = (values.min() / 1.1, values.max() * 1.1)
+        ax.plot(span, span, color="0.4", lw=0.8, label="1:1")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"{reference} [pc]")

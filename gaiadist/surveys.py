@@ -680,7 +680,7 @@ def _result_table(catalogue: Table, tasks: list[dict], results: dict) -> QTable:
         # A catalogue's own column (a published n_stars, say) is kept as it is.
         column = f"fit_{name}" if name in catalogue.colnames else name
         values = [row.get(name) for row in rows]
-        if name in ("status", "message", "members_file"):
+        if name in ("status", "message", "model", "members_file"):
             col = np.array([v if v is not None else "" for v in values], dtype=str)
         elif name in ("n_stars", "n_used", "n_members", "divergences"):
             col = np.array([-1 if v is None else v for v in values], dtype=np.int64)

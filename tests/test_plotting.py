@@ -18,7 +18,9 @@ def fitted():
     stars = apply_zeropoint(stars)
     stars["parallax_corrected"][:2] = np.nan  # two unusable rows
     with pytest.warns(Warning, match="not be used"):
-        fit = ClusterDistance().fit(stars, seed=1)
+        # The parallax-only model's figures (the astrometric model's: in
+        # tests/test_cluster_astrometric.py).
+        fit = ClusterDistance(model="parallax").fit(stars, seed=1)
     return stars, fit
 
 

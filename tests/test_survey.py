@@ -22,6 +22,8 @@ FIELDS = [
     ("NGC 2", 1010, 600.0, 8.0, 0.30),
     ("NGC 3", 1020, 1000.0, 10.0, 0.35),
 ]
+# The survey machinery is tested with the parallax-only model (the faster to
+# compile in worker processes); the real fields with the astrometric one.
 POPULATION = ("D", "approx_size", "L", "Q")
 
 
@@ -95,13 +97,13 @@ def sequential(catalogue, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(survey_module, "_fit_one", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            survey(table, folder)
+            survey(table, folder, model="parallax")
         assert sorted(p.name for p in (folder / "results").iterdir()) == ["NGC_1.json"]
         mp.setattr(survey_module, "_fit_one", counted)
-        out = survey(table, folder)
+        out = survey(table, folder, model="parallax")
         first_calls = list(calls)
         calls.clear()
-        again = survey(table, folder)
+        again = survey(table, folder, model="parallax")
     return folder, out, again, first_calls, list(calls)
 
 
@@ -151,7 +153,7 @@ def test_changed_settings_are_not_taken_from_checkpoints(catalogue, sequential):
 
 def test_dask_local_cluster_matches_sequential(catalogue, sequential, tmp_path):
     table, _ = catalogue
-    out = survey(table[[0, 2, 3]], tmp_path, mode="dask", workers=2)
+    out = survey(table[[0, 2, 3]], tmp_path, mode="dask", workers=2, model="parallax")
     want = sequential[1][[0, 2, 3]]
     assert list(out["status"]) == list(want["status"])
     for name in ("D", "D_sd", "L", "Q", "sum_p_member", "quadrature_check"):
@@ -162,7 +164,7 @@ def test_dask_local_cluster_matches_sequential(catalogue, sequential, tmp_path):
 
 def test_processes_match_sequential(catalogue, sequential, tmp_path):
     table, _ = catalogue
-    out = survey(table[[1, 4]], tmp_path, mode="processes", workers=1)
+    out = survey(table[[1, 4]], tmp_path, mode="processes", workers=1, model="parallax")
     want = sequential[1][[1, 4]]
     assert list(out["status"]) == list(want["status"])
     np.testing.assert_allclose(out["D"][:1], want["D"][:1], rtol=1e-6)
@@ -170,7 +172,7 @@ def test_processes_match_sequential(catalogue, sequential, tmp_path):
 
 def test_batched_mode_recovers_truth(catalogue, tmp_path):
     table, truth = catalogue
-    out = survey(table, tmp_path, mode="batched", batch_size=4)
+    out = survey(table, tmp_path, mode="batched", batch_size=4, model="parallax")
     _check_truth(out, truth)
     _check_failures(out)
     meta = QTable.read(tmp_path / out["members_file"][1]).meta["GAIADIST"]
@@ -182,7 +184,7 @@ def test_survey_command(catalogue, sequential, tmp_path, capsys):
     path = tmp_path / "clusters.ecsv"
     table[[0, 3]].write(path)
     out = tmp_path / "out"
-    assert main(["survey", str(path), "-o", str(out)]) == 0
+    assert main(["survey", str(path), "-o", str(out), "--model", "parallax"]) == 0
     printed = capsys.readouterr().out
     assert "1 fitted, 1 failed" in printed and "NGC 1" in printed
     got = QTable.read(out / "survey.ecsv")
@@ -282,7 +284,7 @@ def test_a_cluster_whose_members_cannot_be_written_fails_alone(
         real(members, path)
 
     monkeypatch.setattr(survey_module, "_write_atomic", broken)
-    out = survey(table[:2], tmp_path, num_warmup=100, num_samples=100)
+    out = survey(table[:2], tmp_path, num_warmup=100, num_samples=100, model="parallax")
     assert out["status"][0] == "failed"
     assert "writing" in out["message"][0] and "AttributeError" in out["message"][0]
     assert out["status"][1] in ("ok", "unconverged") and out["members_file"][1]
