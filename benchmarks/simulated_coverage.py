@@ -23,7 +23,7 @@ from scipy import stats
 
 from gaiadist import ClusterDistance, apply_zeropoint
 from gaiadist.astrometric import astrometric_stars, footprint_of, membership
-from gaiadist.simulate import FIELD_MOTION, cluster_field
+from gaiadist.simulate import FIELD_MOTION, cluster_field, true_parameters
 
 NAMES = ("D", "r50", "pmra", "pmdec", "dispersion", "Q", "L")
 
@@ -32,25 +32,6 @@ def auc(score, truth) -> float:
     ranks = stats.rankdata(score)
     n1 = truth.sum()
     return float((ranks[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (~truth).sum()))
-
-
-def truth_params(truth) -> dict:
-    motion = np.asarray(truth["field_motion"], float)
-    return {
-        "log_D": np.log(truth["D"]),
-        "log_sigma": np.log(truth["approx_size"] / truth["D"]),
-        "Q": truth["Q"],
-        "log_L": np.log(truth["L"]),
-        "pmra": truth["pmra"],
-        "pmdec": truth["pmdec"],
-        "log_dispersion": np.log(truth["velocity_dispersion"]),
-        "log_r50": np.log(truth["r50"]),
-        "centre_x": 0.0,
-        "centre_y": 0.0,
-        "field_weights": motion[:, 0] / motion[:, 0].sum(),
-        "field_pm": motion[:, 1:3],
-        "log_field_sd": np.log(np.repeat(motion[:, 3:4], 2, axis=1)),
-    }
 
 
 def main() -> None:
@@ -102,7 +83,7 @@ def main() -> None:
         member = np.asarray(stars["true_member"])[used]
         data, _ = astrometric_stars(fit.table[used], footprint_of(fit.table))
         with jax.enable_x64(True):
-            best = np.asarray(membership(truth_params(truth), data))
+            best = np.asarray(membership(true_parameters(truth), data))
         a_fit = auc(np.asarray(fit.table["p_member"])[used], member)
         a_truth = auc(best, member)
         gaps.append(a_truth - a_fit)

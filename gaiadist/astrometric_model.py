@@ -166,6 +166,7 @@ def starting_points(
     log_l: float,
     n_field: int = N_FIELD,
     guess: dict | None = None,
+    clump: ClusterGuess | None = None,
 ) -> list[dict]:
     """Where the mode searches start, as parameter values.
 
@@ -185,14 +186,19 @@ def starting_points(
     guess : dict, optional
         ``D`` (pc) and ``pmra``, ``pmdec`` (mas/yr) from the user; any may
         be missing.
+    clump : ClusterGuess, optional
+        The densest clump of proper motions of all the stars
+        (``proper_motion_peak(..., contrast=False)``), for a cluster that
+        fills the field.
 
     Returns
     -------
     list of dict
         Four starts: the cluster at the peak (its proper motion and
         distance), compact (r50 2 pc, 0.5 km/s); the same, broad (8 pc,
-        2 km/s); the peak's proper motion at the parallax-only model's
-        distance; and the user's guess (or the peak with a larger share of
+        2 km/s); the densest clump of proper motions at its own distance
+        (or the peak's proper motion at the parallax-only model's
+        distance); and the user's guess (or the peak with a larger share of
         members). The field's mixture starts from the proper motions' median
         and spread, with Gaussians of half, once and three times that spread.
     """
@@ -228,10 +234,14 @@ def starting_points(
         }
 
     guess = guess or {}
+    third = start(distance, pm_peak, 3.0, 1.0, q_peak)
+    if clump is not None and np.isfinite(clump.distance):
+        q_clump = min(max(clump.n_stars / pm.shape[0], 0.05), 0.6)
+        third = start(clump.distance, (clump.pmra, clump.pmdec), 3.0, 1.0, q_clump)
     points = [
         start(d_peak, pm_peak, 2.0, 0.5, q_peak),
         start(d_peak, pm_peak, 8.0, 2.0, q_peak),
-        start(distance, pm_peak, 3.0, 1.0, q_peak),
+        third,
     ]
     if guess:
         points.append(

@@ -559,6 +559,9 @@ class ClusterDistance:
             job.init["log_L"],
             n_field=sampler.layout.shapes["field_weights"][0],
             guess=guess,
+            clump=proper_motion_peak(
+                job.table[job.usable], parallax=job.plx_name, contrast=False
+            ),
         )
         starts = np.stack([sampler.layout.pack(p) for p in points])
         result = sampler.run(

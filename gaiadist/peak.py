@@ -64,7 +64,11 @@ class ClusterGuess(NamedTuple):
 
 
 def proper_motion_peak(
-    table: Table, *, parallax: str = "parallax", centre: SkyCoord | None = None
+    table: Table,
+    *,
+    parallax: str = "parallax",
+    centre: SkyCoord | None = None,
+    contrast: bool = True,
 ) -> ClusterGuess | None:
     """The proper motion clump concentrated on the sky, and its parallax.
 
@@ -78,6 +82,11 @@ def proper_motion_peak(
         zero point).
     centre : `~astropy.coordinates.SkyCoord`, optional
         The field's centre; by default the median position of the stars.
+    contrast : bool, optional
+        Compare the inner stars with the outer ones (default). With False,
+        the densest clump of proper motions of all the stars, wherever they
+        are: the cluster when it fills the field (a nearby one, larger than
+        the cone), though as often the field's own peak.
 
     Returns
     -------
@@ -120,6 +129,8 @@ def proper_motion_peak(
     h_in = np.histogram2d(*pm[inner].T, bins=edges)[0]
     h_out = np.histogram2d(*pm[outer].T, bins=edges)[0]
     width = span / _BINS
+    if not contrast:  # every star counts, none is expected
+        h_in, h_out, inner = h_in + h_out, np.zeros_like(h_out), ok
     best = (-np.inf, 0, 0, 1)
     for s in _SMOOTHING:
         expected = area * _smooth(h_out, s)

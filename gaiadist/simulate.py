@@ -39,7 +39,7 @@ from astropy.table import QTable
 from .columns import quantity_values
 from .zeropoint import apply_zeropoint
 
-__all__ = ["M67_LIKE", "cluster_field", "parallax_error_dr3"]
+__all__ = ["M67_LIKE", "cluster_field", "parallax_error_dr3", "true_parameters"]
 
 #: `cluster_field` arguments for a cluster like M67: its published posterior
 #: (D = 836.9 pc, approx_size = 14.6 pc, Q = 0.424, L = 469.6 pc, rounded),
@@ -278,3 +278,37 @@ def _source_ids(rng, n):
     """Distinct 64-bit identifiers in the range Gaia DR3 uses."""
     ids = rng.choice(2**40, size=n, replace=False).astype(np.int64)
     return np.sort(ids + np.int64(2**59))
+
+
+def true_parameters(truth: dict) -> dict:
+    """A simulation's truth as parameters of the astrometric cluster model.
+
+    Parameters
+    ----------
+    truth : dict
+        ``meta["truth"]`` of a `cluster_field` table.
+
+    Returns
+    -------
+    dict
+        The parameters `gaiadist.astrometric.component_log_likelihoods`
+        takes: the cluster's, the cluster at the footprint's centre
+        (``centre_x = centre_y = 0``), and the field's proper motion mixture
+        as it was made (round Gaussians, as many as it had).
+    """
+    motion = np.asarray(truth["field_motion"], float)
+    return {
+        "log_D": np.log(truth["D"]),
+        "log_sigma": np.log(truth["approx_size"] / truth["D"]),
+        "Q": truth["Q"],
+        "log_L": np.log(truth["L"]),
+        "pmra": truth["pmra"],
+        "pmdec": truth["pmdec"],
+        "log_dispersion": np.log(truth["velocity_dispersion"]),
+        "log_r50": np.log(truth["r50"]),
+        "centre_x": 0.0,
+        "centre_y": 0.0,
+        "field_weights": motion[:, 0] / motion[:, 0].sum(),
+        "field_pm": motion[:, 1:3],
+        "log_field_sd": np.log(np.repeat(motion[:, 3:4], 2, axis=1)),
+    }

@@ -11,7 +11,7 @@ from scipy import optimize, stats
 
 from gaiadist import ClusterDistance, DistanceFlag, InputError, apply_zeropoint
 from gaiadist.astrometric import astrometric_stars, footprint_of, membership
-from gaiadist.simulate import cluster_field
+from gaiadist.simulate import cluster_field, true_parameters
 
 
 def _auc(score, truth):
@@ -20,26 +20,6 @@ def _auc(score, truth):
     ranks = stats.rankdata(np.asarray(score, float))  # ties: their mean rank
     n1 = truth.sum()
     return (ranks[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (~truth).sum())
-
-
-def _truth_params(truth):
-    """The simulation's parameters in the model's terms."""
-    motion = np.asarray(truth["field_motion"], float)
-    return {
-        "log_D": np.log(truth["D"]),
-        "log_sigma": np.log(truth["approx_size"] / truth["D"]),
-        "Q": truth["Q"],
-        "log_L": np.log(truth["L"]),
-        "pmra": truth["pmra"],
-        "pmdec": truth["pmdec"],
-        "log_dispersion": np.log(truth["velocity_dispersion"]),
-        "log_r50": np.log(truth["r50"]),
-        "centre_x": 0.0,
-        "centre_y": 0.0,
-        "field_weights": motion[:, 0] / motion[:, 0].sum(),
-        "field_pm": motion[:, 1:3],
-        "log_field_sd": np.log(np.repeat(motion[:, 3:4], 2, axis=1)),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +79,7 @@ def test_membership_is_as_good_as_the_truths(simulated):
     used = np.asarray(table["r_flag"]) == 0
     data, _ = astrometric_stars(table[used], footprint_of(table))
     with jax.enable_x64(True):
-        best = np.asarray(membership(_truth_params(stars.meta["truth"]), data))
+        best = np.asarray(membership(true_parameters(stars.meta["truth"]), data))
     member = np.asarray(stars["true_member"])[used]
     auc_fit = _auc(np.asarray(table["p_member"])[used], member)
     auc_truth = _auc(best, member)
