@@ -104,6 +104,7 @@ def main() -> None:
                 "seconds": wall,
                 "stars": len(stars),
                 "warned": bool(doubts),
+                "problems": "; ".join(fit.problems()),
             }
         )
         print(
@@ -128,6 +129,8 @@ def main() -> None:
         f"{stars} stars in {seconds:.0f} s: {stars / seconds:.0f} stars/s "
         "(compilation included)"
     )
+    for row in table[table["warned"]]:
+        print(f"  {row['name']}: {row['problems']}")
     if args.out:
         table.write(args.out, overwrite=True)
 
