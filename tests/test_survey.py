@@ -141,10 +141,12 @@ def test_survey_resumes_and_retries_only_failures(sequential):
 def test_changed_settings_are_not_taken_from_checkpoints(catalogue, sequential):
     table, _ = catalogue
     folder = sequential[0]
-    same = survey_module._Settings(stars=None, parallax_range=None)
+    plain = {"stars": None, "parallax_range": None, "model": "parallax"}
+    same = survey_module._Settings(**plain)
     assert survey_module._load_checkpoint(folder, "NGC_1", same)["D"] > 0
-    for changed in ({"seed": 1}, {"parallax_range": (0.2, 3.0)}, {"num_samples": 9}):
-        settings = survey_module._Settings(stars=None, parallax_range=None)
+    changes = ({"seed": 1}, {"parallax_range": (0.2, 3.0)}, {"num_samples": 9})
+    for changed in (*changes, {"model": None}):
+        settings = survey_module._Settings(**plain)
         settings = survey_module._Settings(**{**settings.__dict__, **changed})
         assert survey_module._load_checkpoint(folder, "NGC_1", settings) is None
     saved = json.loads((folder / "results" / "NGC_1.json").read_text())
