@@ -38,6 +38,11 @@ __all__ = ["TARGET_ACCEPT", "AstrometricResult", "Sampler", "padded_size"]
 #: there, for 1.7 times the leapfrog steps, but 27 of 1,000 on a simulated
 #: Pleiades-like field of 8,000 stars, where 0.92 left none (15 % slower).
 TARGET_ACCEPT = 0.92
+#: Widest Laplace width (unconstrained units) of the whitening map: wider
+#: than every prior, all of them proper, so that a parameter the data say
+#: nothing of (a Gaussian of the field's mixture left out) is whitened to
+#: its prior's width.
+_MAX_SD = 100.0
 #: The smallest padded size of a field's stars.
 _MIN_SIZE = 512
 
@@ -180,7 +185,7 @@ class Sampler:
         )
         modes, log_p, hessians = searches
         data = (padded, jnp.asarray(field_on, dtype))
-        centre, chol = whitening(*best_mode(*final), starts[0])
+        centre, chol = whitening(*best_mode(*final), starts[0], max_sd=_MAX_SD)
         run, bar = self._compiled("nuts", num_warmup, num_samples, progress)
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
         z0 = np.random.default_rng(seed).normal(size=(num_chains, starts.shape[1]))

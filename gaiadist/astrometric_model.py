@@ -21,6 +21,7 @@ from .astrometric import AstrometricStars, log_likelihood
 from .peak import ClusterGuess
 
 __all__ = [
+    "DERIVED",
     "N_FIELD",
     "PARAMETERS",
     "Layout",
@@ -34,7 +35,7 @@ N_FIELD = 3
 #: The parameters, in the order of the unconstrained vector.
 PARAMETERS = (
     "log_D",
-    "log_sigma",
+    "log_depth",
     "Q",
     "log_L",
     "pmra",
@@ -43,10 +44,14 @@ PARAMETERS = (
     "log_r50",
     "centre_x",
     "centre_y",
-    "field_weights",
+    "field_logits",
     "field_pm",
     "log_field_sd",
 )
+#: What the likelihood takes besides the parameters, and the draws include:
+#: ``log_sigma``, the width of the members' ``ln r``, ``log_depth + log_r50 -
+#: log_D``; ``field_weights``, the softmax of ``field_logits``.
+DERIVED = ("log_sigma", "field_weights")
 
 
 def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
@@ -54,9 +59,14 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
 
     - ``log_D ~ Normal(ln 920, 2)`` and ``log_L ~ Normal(ln 370, 2)`` (pc), as
       for the parallax-only model; ``Q ~ Uniform(0, 1)``;
-    - ``log_sigma ~ Normal(-4, 2)``: the cluster's depth, the width of its
-      members' ``ln r`` (e^-4 = 0.018, 18 pc at 1 kpc); the tutorial's
-      ``Normal(0, 2)`` would pull an unresolved depth towards 1;
+    - ``log_depth ~ Normal(0, 0.7)``: the cluster's depth against its size
+      on the sky, ``ln(sigma D / r50)``, with ``sigma`` the width of its
+      members' ``ln r``: a cluster about as deep as it is wide, within a
+      factor of 2 (a Plummer sphere's members spread along the line of
+      sight with the quartiles of a Gaussian of 0.86 r50). Beyond a few
+      hundred parsecs the parallaxes cannot resolve the depth, and the
+      posterior is this prior; a depth free of the size (the parallax-only
+      model's) took as much of the sampling as all the other parameters;
     - ``pmra, pmdec ~ Normal(0, 50)`` mas/yr;
     - ``log_dispersion ~ Normal(0, 1.5)``, the velocity dispersion in km/s
       (open clusters have 0.3 to 3);
@@ -64,15 +74,18 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
       Reffert 2023 find 1 to 20 pc for most);
     - ``centre_x, centre_y ~ Normal(0, 0.5)``: the cluster's centre, in half
       widths of the footprint from its centre;
-    - the field's mixture: ``field_weights ~ Dirichlet(2, ..., 2)``,
-      ``field_pm ~ Normal(0, 50)`` mas/yr and ``log_field_sd ~
-      Normal(ln 5, 2)`` (mas/yr) for each of ``n_field`` Gaussians and both
-      axes.
+    - the field's mixture: weights the softmax of ``field_logits ~
+      Normal(0, 1.5)``, ``field_pm ~ Normal(0, 50)`` mas/yr and
+      ``log_field_sd ~ Normal(ln 5, 2)`` (mas/yr) for each of ``n_field``
+      Gaussians and both axes. Each Gaussian's parameters are independent
+      of the others' a priori, so that a Gaussian left out of the
+      likelihood (`gaiadist.astrometric_fit`) leaves a posterior that is
+      exactly its Gaussian prior.
     """
     k = int(n_field)
     return {
         "log_D": dist.Normal(math.log(920.0), 2.0),
-        "log_sigma": dist.Normal(-4.0, 2.0),
+        "log_depth": dist.Normal(0.0, 0.7),
         "Q": dist.Uniform(0.0, 1.0),
         "log_L": dist.Normal(math.log(370.0), 2.0),
         "pmra": dist.Normal(0.0, 50.0),
@@ -81,7 +94,7 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
         "log_r50": dist.Normal(math.log(3.0), 1.5),
         "centre_x": dist.Normal(0.0, 0.5),
         "centre_y": dist.Normal(0.0, 0.5),
-        "field_weights": dist.Dirichlet(jnp.full(k, 2.0)),
+        "field_logits": dist.Normal(0.0, 1.5).expand((k,)).to_event(1),
         "field_pm": dist.Normal(0.0, 50.0).expand((k, 2)).to_event(2),
         "log_field_sd": dist.Normal(math.log(5.0), 2.0).expand((k, 2)).to_event(2),
     }
@@ -101,15 +114,19 @@ class Layout:
         self.priors = priors
         self.transforms = {k: dist.biject_to(priors[k].support) for k in PARAMETERS}
         self.shapes = {k: tuple(priors[k].event_shape) for k in PARAMETERS}
+        self.shapes["log_sigma"] = ()
+        self.shapes["field_weights"] = self.shapes["field_logits"]
         self.free_shapes = {
             k: tuple(self.transforms[k].inverse_shape(self.shapes[k]))
             for k in PARAMETERS
         }
         self.size = sum(math.prod(s) for s in self.free_shapes.values())
-        self.constrained_size = sum(math.prod(s) for s in self.shapes.values())
+        self.constrained_size = sum(
+            math.prod(self.shapes[k]) for k in PARAMETERS + DERIVED
+        )
 
     def unpack(self, x) -> tuple[dict, jax.Array]:
-        """The parameters from ``x``, and the log Jacobian determinant."""
+        """The parameters (and `DERIVED`) from ``x``, and the log Jacobian."""
         params, log_det, i = {}, 0.0, 0
         for k in PARAMETERS:
             n = math.prod(self.free_shapes[k])
@@ -120,6 +137,8 @@ class Layout:
                 self.transforms[k].log_abs_det_jacobian(xk, value)
             )
             i += n
+        params["log_sigma"] = params["log_depth"] + params["log_r50"] - params["log_D"]
+        params["field_weights"] = jax.nn.softmax(params["field_logits"])
         return params, log_det
 
     def pack(self, params: dict) -> np.ndarray:
@@ -133,13 +152,15 @@ class Layout:
         return np.concatenate(parts)
 
     def flatten(self, params: dict) -> jax.Array:
-        """The constrained values as one vector, parameter after parameter."""
-        return jnp.concatenate([jnp.reshape(params[k], (-1,)) for k in PARAMETERS])
+        """The constrained and derived values as one vector, name after name."""
+        return jnp.concatenate(
+            [jnp.reshape(params[k], (-1,)) for k in PARAMETERS + DERIVED]
+        )
 
     def split(self, flat: np.ndarray) -> dict:
         """`flatten`'s inverse along the last axis (NumPy, any leading shape)."""
         out, i = {}, 0
-        for k in PARAMETERS:
+        for k in PARAMETERS + DERIVED:
             n = math.prod(self.shapes[k])
             out[k] = flat[..., i : i + n].reshape(*flat.shape[:-1], *self.shapes[k])
             i += n
@@ -207,7 +228,7 @@ def starting_points(
     spread = np.maximum(1.4826 * np.median(np.abs(pm - mid), axis=0), 0.1)
     widths = np.array([0.5, 1.0, 3.0, 6.0, 10.0][:n_field])
     field = {
-        "field_weights": np.full(n_field, 1.0 / n_field),
+        "field_logits": np.zeros(n_field),
         "field_pm": np.repeat(mid[None], n_field, axis=0)
         + 0.1 * spread * np.arange(n_field)[:, None],
         "log_field_sd": np.log(widths[:, None] * spread[None]),
@@ -222,7 +243,7 @@ def starting_points(
     def start(d, motion, r50, dispersion, q):
         return {
             "log_D": math.log(d),
-            "log_sigma": math.log(max(r50 / d, 1e-3)),
+            "log_depth": 0.0,
             "Q": q,
             "pmra": float(motion[0]),
             "pmdec": float(motion[1]),

@@ -164,8 +164,9 @@ class ClusterDistance:
         `default_priors` (``"log_L"``, ``"log_D"``, ``"log_sigma"``, ``"Q"``)
         for the parallax-only model, of
         `gaiadist.astrometric_model.default_priors` for the astrometric one
-        (those four, with another default for ``log_sigma``, and the
-        proper motion, size and field parameters).
+        (``log_L``, ``log_D`` and ``Q``; the depth ``log_depth`` relative to
+        the size on the sky instead of ``log_sigma``; the proper motion,
+        size and field parameters).
     distance_guess : `~astropy.units.Quantity`, optional
         Where to start the chains' cluster distance. By default the peak of
         the parallax distribution of the stars with parallax over error > 5.

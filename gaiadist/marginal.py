@@ -251,10 +251,12 @@ def laplace_masses(log_p: np.ndarray, hessians: np.ndarray) -> np.ndarray:
     return mass
 
 
-def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
+def whitening(
+    mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray, max_sd: float = _MAX_SD
+):
     """Centre and matrix ``C`` of the map ``x = centre + C z``.
 
-    ``C C^T`` is the inverse Hessian, with its widths capped at ``_MAX_SD``
+    ``C C^T`` is the inverse Hessian, with its widths capped at ``max_sd``
     (flat directions, as for the cluster's parameters when there is no
     cluster). If the optimiser failed, the map starts at ``x0`` with unit
     widths and the sampler's own adaptation has to do the work.
@@ -264,7 +266,7 @@ def whitening(mode: np.ndarray, hessian: np.ndarray, x0: np.ndarray):
     if not (np.all(np.isfinite(mode)) and np.all(np.isfinite(hessian))):
         return np.asarray(x0, dtype=float), np.eye(len(x0))
     values, vectors = np.linalg.eigh(0.5 * (hessian + hessian.T))
-    values = np.maximum(values, 1.0 / _MAX_SD**2)
+    values = np.maximum(values, 1.0 / max_sd**2)
     return mode, vectors * (1.0 / np.sqrt(values))
 
 
