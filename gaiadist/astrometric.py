@@ -63,7 +63,9 @@ __all__ = [
     "astrometric_stars",
     "footprint_of",
     "pad_stars",
+    "take_stars",
     "component_log_likelihoods",
+    "field_log_likelihood",
     "log_likelihood",
     "membership",
     "membership_and_odds",
@@ -78,6 +80,8 @@ _CORR = ("parallax_pmra_corr", "parallax_pmdec_corr", "pmra_pmdec_corr")
 #: Largest share of a field's stars in the corners of the square around
 #: their circle for `footprint_of` to take the footprint for a cone.
 _CORNER_SHARE = 0.01
+#: The fields of `AstrometricStars` that describe the footprint, not a star.
+_SHARED = ("bounds", "radius", "scale")
 #: Position angles of the integral over a cone's edge (`_plummer_in_cone`).
 _N_ANGLES = 128
 
@@ -379,11 +383,10 @@ def pad_stars(stars: AstrometricStars, size: int, dtype) -> AstrometricStars:
     mean motion of no one) that weighs nothing.
     """
     fills = {"plx": 1.0, "err": 0.1, "var_ra": 1.0, "var_dec": 1.0}
-    scalars = ("bounds", "radius", "scale")
     return AstrometricStars(
         **{
             name: np.asarray(values, dtype)
-            if name in scalars
+            if name in _SHARED
             else pad(np.asarray(values), size, fills.get(name, 0.0)).astype(dtype)
             for name, values in stars._asdict().items()
         }
@@ -414,24 +417,45 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
         ``ln Q + ln p(star | cluster)`` and ``ln(1 - Q) + ln p(star | field)``,
         the distance integrated out on fixed nodes.
     """
-    q = params["Q"]
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
-    field = EDSDLogPrior(params["log_L"])
     motion, plx, err = _cluster_motion(params, stars)
     log_c = motion + _log_distance_integral(plx, err, cluster)
-    log_f = _field_motion(params, stars) + _log_distance_integral(
-        stars.plx, stars.err, field
-    )
     return (
-        jnp.log(q) + log_c + _cluster_sky(params, stars),
-        jnp.log1p(-q) + log_f + _field_sky(params, stars),
+        jnp.log(params["Q"]) + log_c + _cluster_sky(params, stars),
+        field_log_likelihood(params, stars),
+    )
+
+
+def field_log_likelihood(params: dict, stars: AstrometricStars):
+    """Each star's ``ln(1 - Q) + ln p(star | field)`` (`component_log_likelihoods`)."""
+    field = EDSDLogPrior(params["log_L"])
+    return (
+        jnp.log1p(-params["Q"])
+        + _field_motion(params, stars)
+        + _log_distance_integral(stars.plx, stars.err, field)
+        + _field_sky(params, stars)
     )
 
 
 def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:
     """``sum_n weight_n ln p(star_n | params)``: the mixture, distances integrated."""
-    c, f = component_log_likelihoods(params, stars)
-    return jnp.sum(stars.weight * jnp.logaddexp(c, f))
+    return jnp.sum(stars.weight * _mixture(params, stars))
+
+
+def _mixture(params, stars):
+    """Each star's ``ln p(star | params)``, the two components summed."""
+    return jnp.logaddexp(*component_log_likelihoods(params, stars))
+
+
+def take_stars(stars: AstrometricStars, index) -> AstrometricStars:
+    """The stars ``index`` picks (NumPy indexing), in that order."""
+    return stars._replace(
+        **{
+            k: np.asarray(v)[index]
+            for k, v in stars._asdict().items()
+            if k not in _SHARED
+        }
+    )
 
 
 def membership(params: dict, stars: AstrometricStars) -> jax.Array:

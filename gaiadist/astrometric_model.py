@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from .astrometric import AstrometricStars, log_likelihood
+from .astrometric import AstrometricStars, field_log_likelihood, log_likelihood
 from .peak import ClusterGuess
 
 __all__ = [
@@ -167,17 +167,33 @@ class Layout:
         return out
 
 
-def log_density(x, stars: AstrometricStars, layout: Layout, field_on=None) -> jax.Array:
+def log_density(
+    x,
+    stars: AstrometricStars,
+    layout: Layout,
+    field_on=None,
+    field_stars: AstrometricStars | None = None,
+) -> jax.Array:
     """Log posterior (up to a constant) of the unconstrained vector ``x``.
 
     ``field_on`` (K,) switches Gaussians of the field's mixture off (0): the
     likelihood leaves them out and their parameters keep their priors.
+    ``field_stars`` are stars that are certainly not members, each with the
+    field's likelihood alone (`gaiadist.astrometric.field_log_likelihood`):
+    that leaves out the cluster's terms, whose distance integrals cost the
+    most. For a star whose cluster share is below ``e^-20`` the two differ
+    by less than that.
     """
     params, log_det = layout.unpack(x)
     if field_on is not None:
         params["field_on"] = field_on
     log_prior = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
-    return log_prior + log_det + log_likelihood(params, stars)
+    total = log_prior + log_det + log_likelihood(params, stars)
+    if field_stars is None:
+        return total
+    return total + jnp.sum(
+        field_stars.weight * field_log_likelihood(params, field_stars)
+    )
 
 
 def starting_points(

@@ -603,8 +603,14 @@ class ClusterDistance:
             result.quantiles,
             result.check,
             found,
-            # The Gaussians of the field's proper motions the data called for.
-            {"field_gaussians": [int(on) for on in result.field_on]},
+            # The Gaussians of the field's proper motions the data called for,
+            # and the stars the sampler took for field stars (with the
+            # largest membership any of them had at a draw).
+            {
+                "field_gaussians": [int(on) for on in result.field_on],
+                "field_only_stars": result.field_only,
+                "field_only_p_member_max": result.field_only_p_max,
+            },
         )
 
     def _fit_marginal(self, job, seed, num_warmup, num_samples, num_chains, progress):
@@ -922,6 +928,8 @@ class ClusterFit:
         for name, prior in self._priors.items():
             key, sub = jax.random.split(key)
             draws[name] = np.asarray(prior.sample(sub, (num_draws,)), dtype=float)
+        if "log_depth" in draws:  # the astrometric model's depth, against r50
+            draws["log_sigma"] = draws["log_depth"] + draws["log_r50"] - draws["log_D"]
         draws["L"] = np.exp(draws.pop("log_L"))
         return self._predictive(draws, np.random.default_rng(seed))
 

@@ -186,8 +186,15 @@ def test_compile_cache_keeps_the_programs_for_later_runs(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     names = sorted(p.name.split("-")[0] for p in cache.iterdir())
-    # The astrometric model's mode search, sampler, memberships and distances.
-    assert names == ["jit__star_chunk_results", "jit_members", "jit_modes", "jit_run"]
+    # The astrometric model's mode search, sampler, memberships, distances
+    # and the odds that set certain field stars apart.
+    assert names == [
+        "jit__star_chunk_results",
+        "jit_members",
+        "jit_modes",
+        "jit_odds",
+        "jit_run",
+    ]
     # (The parallax-only model's programs: jit_mode_search in place of
     # jit_modes and no jit_members.)
     # --no-compile-cache keeps nothing.
