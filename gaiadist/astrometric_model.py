@@ -49,8 +49,8 @@ PARAMETERS = (
     "log_field_sd",
 )
 #: What the likelihood takes besides the parameters, and the draws include:
-#: ``log_sigma``, the width of the members' ``ln r``, ``log_depth + log_r50 -
-#: log_D``; ``field_weights``, the softmax of ``field_logits``.
+#: ``log_sigma``, the width of the members' ``ln r``, ``log_depth - log_D``;
+#: ``field_weights``, the softmax of ``field_logits``.
 DERIVED = ("log_sigma", "field_weights")
 
 
@@ -59,14 +59,17 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
 
     - ``log_D ~ Normal(ln 920, 2)`` and ``log_L ~ Normal(ln 370, 2)`` (pc), as
       for the parallax-only model; ``Q ~ Uniform(0, 1)``;
-    - ``log_depth ~ Normal(0, 0.7)``: the cluster's depth against its size
-      on the sky, ``ln(sigma D / r50)``, with ``sigma`` the width of its
-      members' ``ln r``: a cluster about as deep as it is wide, within a
-      factor of 2 (a Plummer sphere's members spread along the line of
-      sight with the quartiles of a Gaussian of 0.86 r50). Beyond a few
-      hundred parsecs the parallaxes cannot resolve the depth, and the
-      posterior is this prior; a depth free of the size (the parallax-only
-      model's) took as much of the sampling as all the other parameters;
+    - ``log_depth ~ Normal(ln 3, 1)``: the cluster's depth in pc, ``sigma D``,
+      with ``sigma`` the width of its members' ``ln r`` (the line-of-sight
+      spread of a Plummer sphere of r50 = 3 pc is about that of a Gaussian of
+      2.6 pc). Beyond a few hundred parsecs the parallaxes cannot resolve
+      the depth, and the posterior is this prior, which the sampler's
+      whitening takes exactly; the parallax-only model's ``log_sigma ~
+      Normal(0, 2)`` left a posterior cut off where the depth becomes
+      resolvable, which took as much of the sampling as all the other
+      parameters. The depth is kept apart from ``r50``: tied to it (as deep
+      as wide), the members' spread in parallax, which underestimated
+      errors inflate, would pull the size on the sky;
     - ``pmra, pmdec ~ Normal(0, 50)`` mas/yr;
     - ``log_dispersion ~ Normal(0, 1.5)``, the velocity dispersion in km/s
       (open clusters have 0.3 to 3);
@@ -85,7 +88,7 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
     k = int(n_field)
     return {
         "log_D": dist.Normal(math.log(920.0), 2.0),
-        "log_depth": dist.Normal(0.0, 0.7),
+        "log_depth": dist.Normal(math.log(3.0), 1.0),
         "Q": dist.Uniform(0.0, 1.0),
         "log_L": dist.Normal(math.log(370.0), 2.0),
         "pmra": dist.Normal(0.0, 50.0),
@@ -137,7 +140,7 @@ class Layout:
                 self.transforms[k].log_abs_det_jacobian(xk, value)
             )
             i += n
-        params["log_sigma"] = params["log_depth"] + params["log_r50"] - params["log_D"]
+        params["log_sigma"] = params["log_depth"] - params["log_D"]
         params["field_weights"] = jax.nn.softmax(params["field_logits"])
         return params, log_det
 
@@ -259,7 +262,7 @@ def starting_points(
     def start(d, motion, r50, dispersion, q):
         return {
             "log_D": math.log(d),
-            "log_depth": 0.0,
+            "log_depth": math.log(3.0),
             "Q": q,
             "pmra": float(motion[0]),
             "pmdec": float(motion[1]),

@@ -164,9 +164,9 @@ class ClusterDistance:
         `default_priors` (``"log_L"``, ``"log_D"``, ``"log_sigma"``, ``"Q"``)
         for the parallax-only model, of
         `gaiadist.astrometric_model.default_priors` for the astrometric one
-        (``log_L``, ``log_D`` and ``Q``; the depth ``log_depth`` relative to
-        the size on the sky instead of ``log_sigma``; the proper motion,
-        size and field parameters).
+        (``log_L``, ``log_D`` and ``Q``; the depth in pc, ``log_depth``,
+        instead of ``log_sigma``; the proper motion, size and field
+        parameters).
     distance_guess : `~astropy.units.Quantity`, optional
         Where to start the chains' cluster distance. By default the peak of
         the parallax distribution of the stars with parallax over error > 5.
@@ -928,8 +928,8 @@ class ClusterFit:
         for name, prior in self._priors.items():
             key, sub = jax.random.split(key)
             draws[name] = np.asarray(prior.sample(sub, (num_draws,)), dtype=float)
-        if "log_depth" in draws:  # the astrometric model's depth, against r50
-            draws["log_sigma"] = draws["log_depth"] + draws["log_r50"] - draws["log_D"]
+        if "log_depth" in draws:  # the astrometric model's depth, in pc
+            draws["log_sigma"] = draws["log_depth"] - draws["log_D"]
         draws["L"] = np.exp(draws.pop("log_L"))
         return self._predictive(draws, np.random.default_rng(seed))
 
