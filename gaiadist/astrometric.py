@@ -439,12 +439,8 @@ def field_log_likelihood(params: dict, stars: AstrometricStars):
 
 def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:
     """``sum_n weight_n ln p(star_n | params)``: the mixture, distances integrated."""
-    return jnp.sum(stars.weight * _mixture(params, stars))
-
-
-def _mixture(params, stars):
-    """Each star's ``ln p(star | params)``, the two components summed."""
-    return jnp.logaddexp(*component_log_likelihoods(params, stars))
+    c, f = component_log_likelihoods(params, stars)
+    return jnp.sum(stars.weight * jnp.logaddexp(c, f))
 
 
 def take_stars(stars: AstrometricStars, index) -> AstrometricStars:

@@ -228,7 +228,7 @@ class Sampler:
         )
         modes, log_p, hessians = searches
         field_on = np.asarray(data[1])
-        centre, chol = whitening(*best_mode(*final), starts[0], max_sd=_MAX_SD)
+        centre, chol = whitening(*final, starts[0], max_sd=_MAX_SD)
         run, bar = self._compiled("nuts", num_warmup, num_samples, progress)
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
         z0 = np.random.default_rng(seed).normal(size=(num_chains, starts.shape[1]))
@@ -298,8 +298,8 @@ class Sampler:
         Returns the modes, log posteriors and Hessians of the first
         search (one per start, comparable with each other), the data
         ``(stars, field_on, field_stars)`` for the sampler (`_sampler_data`),
-        the modes, log posteriors and Hessians of the last accepted search,
-        and which of ``stars`` are in ``field_stars``.
+        the best mode of the last accepted search and its Hessian, and
+        which of ``stars`` are in ``field_stars``.
         """
         search = self._compiled("modes")
         k = self.layout.shapes["field_weights"][0]
@@ -329,9 +329,9 @@ class Sampler:
             if not mass > evidence:
                 break
             on, found, evidence = trial, result, mass
-        best, _ = best_mode(*found)
-        data, field_only = self._sampler_data(stars, padded, best, on, dtype)
-        return first, data, tuple(found), field_only
+        best = best_mode(*found)
+        data, field_only = self._sampler_data(stars, padded, best[0], on, dtype)
+        return first, data, best, field_only
 
     def _sampler_data(self, stars, padded, mode, on, dtype):
         """The sampler's data, with the certain field stars apart where that pays.

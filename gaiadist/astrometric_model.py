@@ -26,6 +26,7 @@ __all__ = [
     "PARAMETERS",
     "Layout",
     "default_priors",
+    "derive",
     "log_density",
     "starting_points",
 ]
@@ -140,9 +141,7 @@ class Layout:
                 self.transforms[k].log_abs_det_jacobian(xk, value)
             )
             i += n
-        params["log_sigma"] = params["log_depth"] - params["log_D"]
-        params["field_weights"] = jax.nn.softmax(params["field_logits"])
-        return params, log_det
+        return derive(params), log_det
 
     def pack(self, params: dict) -> np.ndarray:
         """The unconstrained vector of parameter values (NumPy, float64)."""
@@ -168,6 +167,15 @@ class Layout:
             out[k] = flat[..., i : i + n].reshape(*flat.shape[:-1], *self.shapes[k])
             i += n
         return out
+
+
+def derive(params: dict) -> dict:
+    """``params`` with the `DERIVED` values added (any leading shape)."""
+    return dict(
+        params,
+        log_sigma=params["log_depth"] - params["log_D"],
+        field_weights=jax.nn.softmax(params["field_logits"], axis=-1),
+    )
 
 
 def log_density(

@@ -45,7 +45,7 @@ from .astrometric import (
     footprint_of,
 )
 from .astrometric_fit import Sampler
-from .astrometric_model import PARAMETERS, Layout, starting_points
+from .astrometric_model import PARAMETERS, Layout, derive, starting_points
 from .astrometric_model import default_priors as astrometric_priors
 from .columns import column_values, quantity_values, read_table
 from .exceptions import GaiadistWarning, InputError
@@ -928,8 +928,8 @@ class ClusterFit:
         for name, prior in self._priors.items():
             key, sub = jax.random.split(key)
             draws[name] = np.asarray(prior.sample(sub, (num_draws,)), dtype=float)
-        if "log_depth" in draws:  # the astrometric model's depth, in pc
-            draws["log_sigma"] = draws["log_depth"] - draws["log_D"]
+        if self.model == "astrometric":
+            draws["log_sigma"] = np.asarray(derive(draws)["log_sigma"])
         draws["L"] = np.exp(draws.pop("log_L"))
         return self._predictive(draws, np.random.default_rng(seed))
 
