@@ -64,7 +64,11 @@ __all__ = [
     "footprint_of",
     "pad_stars",
     "take_stars",
+    "DistanceSeries",
+    "FieldStars",
     "component_log_likelihoods",
+    "distance_integrals",
+    "distance_series",
     "field_log_likelihood",
     "log_likelihood",
     "membership",
@@ -84,6 +88,8 @@ _CORNER_SHARE = 0.01
 _SHARED = ("bounds", "radius", "scale")
 #: Position angles of the integral over a cone's edge (`_plummer_in_cone`).
 _N_ANGLES = 128
+#: Chebyshev points of a `DistanceSeries`.
+_SERIES_NODES = 24
 
 
 class Footprint(NamedTuple):
@@ -426,15 +432,116 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
     )
 
 
-def field_log_likelihood(params: dict, stars: AstrometricStars):
-    """Each star's ``ln(1 - Q) + ln p(star | field)`` (`component_log_likelihoods`)."""
+def field_log_likelihood(
+    params: dict, stars: AstrometricStars, *, distance: bool = True
+):
+    """Each star's ``ln(1 - Q) + ln p(star | field)`` (`component_log_likelihoods`).
+
+    With ``distance=False``, without the parallax's term (the distance
+    integral), which depends on ``log_L`` alone (`distance_series`).
+    """
+    value = jnp.log1p(-params["Q"]) + _field_motion(params, stars)
+    value = value + _field_sky(params, stars)
+    if not distance:
+        return value
     field = EDSDLogPrior(params["log_L"])
-    return (
-        jnp.log1p(-params["Q"])
-        + _field_motion(params, stars)
-        + _log_distance_integral(stars.plx, stars.err, field)
-        + _field_sky(params, stars)
+    return value + _log_distance_integral(stars.plx, stars.err, field)
+
+
+class DistanceSeries(NamedTuple):
+    """A sum of field stars' distance integrals as a function of ``ln L``.
+
+    ``S(ln L) = sum_n weight_n ln ∫ N(plx_n | 1000 / r, err_n) EDSD(r | L) dr``
+    as a Chebyshev series on ``[mid - half, mid + half]``, continued beyond
+    by its second-order Taylor expansion at the nearer end (its curvature
+    capped at 0), so that a value far outside stays finite and pulls back
+    (`distance_series`; evaluate with `DistanceSeries.value`).
+
+    Attributes
+    ----------
+    mid, half : array, shape ()
+        Centre and half width of the interval in ``ln(L / pc)``.
+    coefs : array, shape (m,)
+        Chebyshev coefficients in ``t = (ln L - mid) / half``.
+    ends : array, shape (2, 2)
+        Slope and curvature (per unit of ``ln L``) at the lower and the
+        upper end.
+    """
+
+    mid: jax.Array
+    half: jax.Array
+    coefs: jax.Array
+    ends: jax.Array
+
+    def value(self, log_l) -> jax.Array:
+        """``S(log_l)``."""
+        t = jnp.clip((log_l - self.mid) / self.half, -1.0, 1.0)
+        # Clenshaw's recurrence.
+        b1, b2 = jnp.zeros_like(t), jnp.zeros_like(t)
+        for k in range(self.coefs.shape[0] - 1, 0, -1):
+            b1, b2 = 2.0 * t * b1 - b2 + self.coefs[k], b1
+        inside = t * b1 - b2 + self.coefs[0]
+        beyond = log_l - (self.mid + self.half * t)
+        slope, curvature = jnp.where(log_l > self.mid, self.ends[1], self.ends[0])
+        return inside + beyond * (slope + 0.5 * curvature * beyond)
+
+
+class FieldStars(NamedTuple):
+    """Stars taken for field stars, and their distance integrals' `DistanceSeries`."""
+
+    stars: AstrometricStars
+    distance: DistanceSeries
+
+
+def distance_series(
+    integrals, mid: float, half: float, nodes: int = _SERIES_NODES
+) -> DistanceSeries:
+    """The `DistanceSeries` of some stars over ``mid ± half`` in ``ln L``.
+
+    Parameters
+    ----------
+    integrals : callable
+        ``integrals(log_l)`` with ``log_l`` of shape (m,) gives the stars'
+        weighted distance integrals, shape (m, n) (see `distance_integrals`).
+    mid, half : float
+        The interval's centre and half width in ``ln(L / pc)``.
+    nodes : int
+        Chebyshev points at which ``integrals`` is evaluated.
+
+    Returns
+    -------
+    DistanceSeries
+        The interpolating series, in float64. Each star's integral is taken
+        relative to its value at ``mid`` before the sum, so that a sum over
+        many stars keeps the precision of one.
+    """
+    cheb = np.polynomial.chebyshev
+    t = np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes)
+    values = np.asarray(integrals(np.append(mid + half * t, mid)), float)
+    sums = np.sum(values[:-1] - values[-1], axis=1) + np.sum(values[-1])
+    coefs = cheb.chebfit(t, sums, nodes - 1)
+    slope, curvature = cheb.chebder(coefs), cheb.chebder(coefs, 2)
+    ends = np.array(
+        [
+            [cheb.chebval(e, slope) / half, min(cheb.chebval(e, curvature), 0.0)]
+            for e in (-1.0, 1.0)
+        ]
     )
+    ends[:, 1] /= half * half
+    return DistanceSeries(np.asarray(mid, float), np.asarray(half, float), coefs, ends)
+
+
+def distance_integrals(log_l, stars: AstrometricStars) -> jax.Array:
+    """``weight_n ln ∫ N(plx_n | 1000 / r, err_n) EDSD(r | L) dr``, ``(m, n)``.
+
+    For each of the values ``log_l`` (m,) of ``ln(L / pc)``.
+    """
+
+    def one(value):
+        field = EDSDLogPrior(value)
+        return stars.weight * _log_distance_integral(stars.plx, stars.err, field)
+
+    return jax.vmap(one)(log_l)
 
 
 def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:

@@ -18,7 +18,11 @@ import numpy as np
 
 from .astrometric import (
     AstrometricStars,
+    DistanceSeries,
+    FieldStars,
     component_log_likelihoods,
+    distance_integrals,
+    distance_series,
     membership_and_odds,
     pad_stars,
     take_stars,
@@ -61,16 +65,30 @@ _DISTANCE_DRAWS = 50
 #: (nats) may count as a field star while NUTS samples
 #: (`gaiadist.astrometric_model.log_density`'s ``field_stars``). Over the
 #: posterior the odds move by a few nats at most, so that such a star's
-#: share of the cluster stays below e^-20; `Sampler.run` measures it at the
-#: draws.
-_FIELD_ONLY = 30.0
-#: NUTS takes that shortcut where at most this share of a field's padded
-#: size has odds above ``-_FIELD_ONLY``: the mixture for that share of the
-#: stars (those of highest odds), the field alone for the rest. The two
-#: shapes that result make one more compilation, worth it on large fields:
-#: value and gradient at 30,000 stars, of which a fifth are above, take
-#: half the time.
-_MIXED_SHARE = 4
+#: share of the cluster stays below about e^-15, and all of them together
+#: change the log posterior by far less than a nat; `Sampler.run` measures
+#: the largest share at the draws.
+_FIELD_ONLY = 20.0
+#: NUTS takes that shortcut where at most a quarter, an eighth or a
+#: sixteenth (the smallest that holds them) of a field's padded size has
+#: odds above ``-_FIELD_ONLY``: the mixture for that share of the stars
+#: (those of highest odds), the field alone for the rest. Each share is one
+#: more compilation per size, worth it on large fields: value and gradient
+#: at 30,000 stars, of which a fifth are above, take half the time.
+_MIXED_SHARES = (16, 8, 4)
+#: Half width of the interval in ``ln L`` over which the field stars'
+#: distance integrals are a series (`gaiadist.astrometric.DistanceSeries`):
+#: this many of its posterior widths at the mode, at most `_SERIES_MAX`.
+#: NUTS starts within a few widths; beyond, the series' quadratic
+#: continuation pulls back.
+_SERIES_WIDTHS = 30.0
+_SERIES_MAX = 2.0
+#: The field stars' distance percentiles (`_distances`) leave the cluster
+#: out where their membership stayed below this at every draw, and take
+#: this many of the draws: the field's length scale, all that varies
+#: between them, is pinned down to a per cent or less by thousands of stars.
+_FIELD_SHARE = 1e-6
+_FIELD_DRAWS = 10
 #: The smallest padded size of a field's stars.
 _MIN_SIZE = 512
 
@@ -166,8 +184,16 @@ class Sampler:
         if key not in self._cache:
             if kind == "modes":
 
-                def modes(starts, data):
-                    return mode_search(self.density, starts, data)
+                def modes(starts, stars, field_on, field_stars):
+                    # Each start with its own Gaussians of the field's mixture.
+                    def one(args):
+                        x0, on = args
+                        found = mode_search(
+                            self.density, x0[None], (stars, on, field_stars)
+                        )
+                        return jax.tree.map(lambda a: a[0], found)
+
+                    return jax.lax.map(one, (starts, field_on))
 
                 self._cache[key] = jax.jit(
                     modes, compiler_options=mode_search_options()
@@ -184,6 +210,8 @@ class Sampler:
                     target_accept=TARGET_ACCEPT,
                 )
                 self._cache[key] = (run, bar)
+            elif kind == "series":
+                self._cache[key] = jax.jit(distance_integrals)
             elif kind == "odds":
 
                 def odds(x, stars, field_on):
@@ -223,7 +251,7 @@ class Sampler:
         """
         dtype = jnp.result_type(float)
         start = time.perf_counter()
-        searches, data, final, field_only = self._field_components(
+        searches, data, field_only, final = self._field_components(
             stars, jnp.asarray(starts, dtype), dtype
         )
         modes, log_p, hessians = searches
@@ -261,11 +289,11 @@ class Sampler:
         theta = np.stack(
             [params[k] for k in ("log_L", "log_D", "log_sigma", "Q")], axis=1
         )
-        _, quantiles, check = star_results(
-            np.asarray(stars.plx, dtype),
-            np.asarray(stars.err, dtype),
+        quantiles, check = _distances(
+            stars,
             theta.astype(dtype),
             np.asarray(odds, dtype)[:_DISTANCE_DRAWS],
+            field_only if nearest < _FIELD_SHARE else np.zeros_like(field_only),
         )
         return AstrometricResult(
             samples=samples,
@@ -285,62 +313,74 @@ class Sampler:
     def _field_components(self, stars, starts, dtype):
         """Which Gaussians of the field's mixture the data support, and the modes.
 
-        The mode search runs with every Gaussian; then the Gaussian of least
-        weight is left out and the search runs again from the best mode,
-        for as long as that raises the Laplace approximation of the
-        evidence. A Gaussian the field does not need would otherwise hold
-        a few stars with its mean and width free, a funnel that NUTS crosses
-        in steps a tenth as long (on a simulated field of two Gaussians,
-        with three in the model: step size 0.03, 190 leapfrog steps per
-        draw). Left out, its parameters keep their priors, and the compiled
-        programs stay the same.
+        The mode search runs with every Gaussian. Then from its best mode,
+        with the certain field stars apart (`_sampler_data`), one search per
+        start slot: one with the same Gaussians, the others with one or two
+        of least weight left out (`_removals`); the best by its Laplace mass
+        (the evidence) is kept. That repeats only while the best left out
+        the most tried. A Gaussian the field does not need would otherwise
+        hold a few stars with its mean and width free, a funnel that NUTS
+        crosses in steps a tenth as long (on a simulated field of two
+        Gaussians, with three in the model: step size 0.03, 190 leapfrog
+        steps per draw). Left out, its parameters keep their priors, and the
+        compiled programs stay the same.
 
-        Returns the modes, log posteriors and Hessians of the first
-        search (one per start, comparable with each other), the data
-        ``(stars, field_on, field_stars)`` for the sampler (`_sampler_data`),
-        the best mode of the last accepted search and its Hessian, and
-        which of ``stars`` are in ``field_stars``.
+        Returns the modes, log posteriors and Hessians of the first search
+        (one per start, comparable with each other), the sampler's data
+        ``(stars, field_on, field_stars)``, which of ``stars`` are in
+        ``field_stars``, and the best mode of the last search with its
+        Hessian.
         """
         search = self._compiled("modes")
         k = self.layout.shapes["field_weights"][0]
         n = stars.plx.shape[0]
         padded = jax.tree.map(jnp.asarray, pad_stars(stars, padded_size(n), dtype))
         on = np.ones(k)
-        found = [
+        slots = starts.shape[0]
+        first = tuple(
             np.asarray(a, float)
-            for a in search(starts, (padded, jnp.asarray(on, dtype), None))
-        ]
-        first = tuple(found)
-        evidence = np.max(laplace_masses(found[1], found[2]))
-        while on.sum() > 1:
-            best, _ = best_mode(*found)
+            for a in search(
+                starts, padded, jnp.asarray(np.tile(on, (slots, 1)), dtype), None
+            )
+        )
+        best, hessian = best_mode(*first)
+        _, chol = whitening(best, hessian, starts[0], max_sd=_MAX_SD)
+        (part, _, field_stars), field_only = self._sampler_data(
+            stars, padded, best, on, chol, dtype
+        )
+        while True:
             weights = np.asarray(
                 self.layout.unpack(jnp.asarray(best))[0]["field_weights"]
             )
-            weakest = int(np.argmin(np.where(on > 0, weights, np.inf)))
-            trial = on.copy()
-            trial[weakest] = 0.0
+            trials = [on] + _removals(on, weights, slots - 1)
+            if len(trials) == 1:
+                break
+            trial = np.array(trials + trials[-1:] * (slots - len(trials)))
             again = jnp.broadcast_to(jnp.asarray(best, dtype), starts.shape)
             result = [
                 np.asarray(a, float)
-                for a in search(again, (padded, jnp.asarray(trial, dtype), None))
+                for a in search(again, part, jnp.asarray(trial, dtype), field_stars)
             ]
-            mass = np.max(laplace_masses(result[1], result[2]))
-            if not mass > evidence:
+            j = int(np.argmax(laplace_masses(result[1], result[2])))
+            best, hessian = result[0][j], result[2][j]
+            on = trial[j]
+            left_out = [np.count_nonzero(t == 0) for t in trials]
+            if left_out[j] < max(left_out):
                 break
-            on, found, evidence = trial, result, mass
-        best = best_mode(*found)
-        data, field_only = self._sampler_data(stars, padded, best[0], on, dtype)
-        return first, data, best, field_only
+        data = (part, jnp.asarray(on, dtype), field_stars)
+        return first, data, field_only, (best, hessian)
 
-    def _sampler_data(self, stars, padded, mode, on, dtype):
+    def _sampler_data(self, stars, padded, mode, on, chol, dtype):
         """The sampler's data, with the certain field stars apart where that pays.
 
         The stars are ordered by their log odds of membership at ``mode``;
-        where at most ``1 / _MIXED_SHARE`` of the padded size are above
-        ``-_FIELD_ONLY``, that share of the stars of highest odds keeps
-        the mixture and the rest go into ``field_stars``. Returns ``(stars,
-        field_on, field_stars)`` and which of ``stars`` are field stars.
+        where at most a share of the padded size (`_MIXED_SHARES`) are
+        above ``-_FIELD_ONLY``, that share of the stars of highest odds keeps
+        the mixture and the rest go into ``field_stars``
+        (`gaiadist.astrometric.FieldStars`), their distance integrals a
+        series in ``ln L`` about the mode (its width there from the
+        whitening matrix ``chol``). Returns ``(stars, field_on,
+        field_stars)`` and which of ``stars`` are field stars.
         """
         n = stars.plx.shape[0]
         size = padded.plx.shape[0]
@@ -348,10 +388,12 @@ class Sampler:
         odds = self._compiled("odds")(jnp.asarray(mode, dtype), padded, on_)
         odds = np.asarray(odds, float)[:n]
         odds = np.where(np.isnan(odds), np.inf, odds)
-        top = size // _MIXED_SHARE
+        above = np.count_nonzero(odds > -_FIELD_ONLY)
         field_only = np.zeros(n, bool)
-        if np.count_nonzero(odds > -_FIELD_ONLY) > top or n <= top:
+        tops = [size // k for k in _MIXED_SHARES if above <= size // k < n]
+        if not tops:
             return (padded, on_, None), field_only
+        top = tops[0]
         order = np.argsort(-odds, kind="stable")
         field_only[order[top:]] = True
 
@@ -360,4 +402,59 @@ class Sampler:
                 jnp.asarray, pad_stars(take_stars(stars, index), length, dtype)
             )
 
-        return (part(order[:top], top), on_, part(order[top:], size - top)), field_only
+        rest = part(order[top:], size - top)
+        i = self.layout.index("log_L")
+        sd = float(np.sqrt(np.sum(np.asarray(chol, float)[i] ** 2)))
+        series = distance_series(
+            lambda log_l: self._compiled("series")(jnp.asarray(log_l, dtype), rest),
+            float(mode[i]),
+            min(_SERIES_WIDTHS * sd, _SERIES_MAX),
+        )
+        field_stars = FieldStars(
+            rest, DistanceSeries(*(jnp.asarray(a, dtype) for a in series))
+        )
+        return (part(order[:top], top), on_, field_stars), field_only
+
+
+def _distances(stars, theta, odds, field):
+    """Each star's distance percentiles (pc) and the quadrature check.
+
+    `gaiadist.marginal.star_results` from the draws ``theta`` (log_L,
+    log_D, log_sigma, Q) with the ``odds`` (draws, n) the other
+    observables add, for the stars that ``field`` does not mark; for those
+    it marks, from the first `_FIELD_DRAWS` draws of the field alone (the
+    cluster's share set to 1e-30, its width to one the grid resolves, so
+    that the costly nodes of a narrow cluster are not laid). The check is
+    the sum of the two parts' (a bound on that of all the stars).
+    """
+    plx, err = np.asarray(stars.plx, theta.dtype), np.asarray(stars.err, theta.dtype)
+    quantiles = np.empty((plx.shape[0], 3))
+    check = 0.0
+    alone = theta[:_FIELD_DRAWS].copy()
+    alone[:, 1] = np.mean(alone[:, 1])
+    alone[:, 2], alone[:, 3] = np.log(0.1), 1e-30
+    for part, draws in ((~field, theta), (field, alone)):
+        if part.any():
+            _, quantiles[part], part_check = star_results(
+                plx[part], err[part], draws, odds[: draws.shape[0], part]
+            )
+            check += part_check
+    return quantiles, check
+
+
+def _removals(on: np.ndarray, weights: np.ndarray, slots: int) -> list[np.ndarray]:
+    """Which Gaussians of the field's mixture to try without, one per slot.
+
+    From ``on`` (1 for a Gaussian used), with the used ones ranked by
+    ``weights`` from the least: the least left out, the two least, the
+    second least, the least and the third; those that leave at least one
+    Gaussian, at most ``slots`` of them.
+    """
+    used = [int(i) for i in np.argsort(weights) if on[i] > 0]
+    out = []
+    for picks in ((0,), (0, 1), (1,), (0, 2)):
+        if max(picks) < len(used) and len(picks) < len(used):
+            trial = on.copy()
+            trial[[used[p] for p in picks]] = 0.0
+            out.append(trial)
+    return out[:slots]

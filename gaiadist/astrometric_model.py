@@ -17,7 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from .astrometric import AstrometricStars, field_log_likelihood, log_likelihood
+from .astrometric import (
+    AstrometricStars,
+    FieldStars,
+    field_log_likelihood,
+    log_likelihood,
+)
 from .peak import ClusterGuess
 
 __all__ = [
@@ -153,6 +158,15 @@ class Layout:
         ]
         return np.concatenate(parts)
 
+    def index(self, name: str) -> int:
+        """Where the scalar parameter ``name`` sits in the unconstrained vector."""
+        i = 0
+        for k in PARAMETERS:
+            if k == name:
+                return i
+            i += math.prod(self.free_shapes[k])
+        raise KeyError(name)
+
     def flatten(self, params: dict) -> jax.Array:
         """The constrained and derived values as one vector, name after name."""
         return jnp.concatenate(
@@ -183,17 +197,18 @@ def log_density(
     stars: AstrometricStars,
     layout: Layout,
     field_on=None,
-    field_stars: AstrometricStars | None = None,
+    field_stars: FieldStars | None = None,
 ) -> jax.Array:
     """Log posterior (up to a constant) of the unconstrained vector ``x``.
 
     ``field_on`` (K,) switches Gaussians of the field's mixture off (0): the
     likelihood leaves them out and their parameters keep their priors.
     ``field_stars`` are stars that are certainly not members, each with the
-    field's likelihood alone (`gaiadist.astrometric.field_log_likelihood`):
-    that leaves out the cluster's terms, whose distance integrals cost the
-    most. For a star whose cluster share is below ``e^-20`` the two differ
-    by less than that.
+    field's likelihood alone (`gaiadist.astrometric.field_log_likelihood`),
+    and the sum of their distance integrals from its series in ``log_L``
+    (`gaiadist.astrometric.DistanceSeries`): that leaves out the cluster's
+    terms and the quadratures, which cost the most. For a star whose
+    cluster share is below ``e^-20`` the two differ by less than that.
     """
     params, log_det = layout.unpack(x)
     if field_on is not None:
@@ -202,8 +217,11 @@ def log_density(
     total = log_prior + log_det + log_likelihood(params, stars)
     if field_stars is None:
         return total
-    return total + jnp.sum(
-        field_stars.weight * field_log_likelihood(params, field_stars)
+    rest = field_log_likelihood(params, field_stars.stars, distance=False)
+    return (
+        total
+        + jnp.sum(field_stars.stars.weight * rest)
+        + field_stars.distance.value(params["log_L"])
     )
 
 
