@@ -76,6 +76,11 @@ _FIELD_ONLY = 20.0
 #: more compilation per size, worth it on large fields: value and gradient
 #: at 30,000 stars, of which a fifth are above, take half the time.
 _MIXED_SHARES = (16, 8, 4)
+#: The smallest padded size for that shortcut. Its programs (a mode search
+#: and NUTS on the two parts) take longer to compile than they save on
+#: smaller fields: a simulated 3,000-star cone took 75 s to fit the first
+#: time with them and 34 s without, for 4.9 s and 9.4 s once compiled.
+_SHORTCUT_SIZE = 6144
 #: Half width of the interval in ``ln L`` over which the field stars'
 #: distance integrals are a series (`gaiadist.astrometric.DistanceSeries`):
 #: this many of its posterior widths at the mode, at most `_SERIES_MAX`.
@@ -374,7 +379,8 @@ class Sampler:
         """The sampler's data, with the certain field stars apart where that pays.
 
         The stars are ordered by their log odds of membership at ``mode``;
-        where at most a share of the padded size (`_MIXED_SHARES`) are
+        where the padded size is at least `_SHORTCUT_SIZE` and at most a
+        share of it (`_MIXED_SHARES`) are
         above ``-_FIELD_ONLY``, that share of the stars of highest odds keeps
         the mixture and the rest go into ``field_stars``
         (`gaiadist.astrometric.FieldStars`), their distance integrals a
@@ -385,11 +391,13 @@ class Sampler:
         n = stars.plx.shape[0]
         size = padded.plx.shape[0]
         on_ = jnp.asarray(on, dtype)
+        field_only = np.zeros(n, bool)
+        if size < _SHORTCUT_SIZE:
+            return (padded, on_, None), field_only
         odds = self._compiled("odds")(jnp.asarray(mode, dtype), padded, on_)
         odds = np.asarray(odds, float)[:n]
         odds = np.where(np.isnan(odds), np.inf, odds)
         above = np.count_nonzero(odds > -_FIELD_ONLY)
-        field_only = np.zeros(n, bool)
         tops = [size // k for k in _MIXED_SHARES if above <= size // k < n]
         if not tops:
             return (padded, on_, None), field_only
