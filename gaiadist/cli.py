@@ -809,9 +809,8 @@ def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:
     parser.add_argument(
         "--num-samples",
         type=int,
-        default=None,
-        help="NUTS draws per chain (default: 500 for the astrometric model, "
-        "1000 for the parallax-only one)",
+        default=1000,
+        help="NUTS draws per chain (default: %(default)s)",
     )
     parser.add_argument(
         "--num-chains",

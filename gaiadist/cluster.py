@@ -76,21 +76,10 @@ from .stars import (
     parallax_inputs,
 )
 
-__all__ = [
-    "ASTROMETRIC_COLUMNS",
-    "DEFAULT_SAMPLES",
-    "ClusterDistance",
-    "ClusterFit",
-    "default_priors",
-]
+__all__ = ["ASTROMETRIC_COLUMNS", "ClusterDistance", "ClusterFit", "default_priors"]
 
 _METHODS = ("marginal", "latent")
 _MODELS = ("astrometric", "parallax")
-#: NUTS draws per chain where ``num_samples`` is not given: the tutorial's
-#: 1,000 for the parallax-only model; 500 for the astrometric model, whose
-#: draws are nearly independent (on a simulated 30,000-star cone, bulk ESS
-#: 1.2-1.7 per draw, tail ESS 0.6-0.9), for half its sampling time.
-DEFAULT_SAMPLES = {"parallax": 1000, "astrometric": 500}
 #: The columns the astrometric model needs besides the parallax's.
 ASTROMETRIC_COLUMNS = (
     "ra",
@@ -257,7 +246,7 @@ class ClusterDistance:
         *,
         seed: int = 0,
         num_warmup: int = 300,
-        num_samples: int | None = None,
+        num_samples: int = 1000,
         num_chains: int = 2,
         parallax_range: tuple[float, float] | None = None,
         progress: bool = False,
@@ -274,9 +263,7 @@ class ClusterDistance:
         seed : int, optional
             Random seed of the sampler.
         num_warmup, num_samples, num_chains : int, optional
-            NUTS settings; chains run vectorised on one device. The draws
-            per chain are by default the model's
-            `~gaiadist.cluster.DEFAULT_SAMPLES`.
+            NUTS settings; chains run vectorised on one device.
         parallax_range : (float, float), optional
             Fit only the stars with ``min < parallax < max`` (mas, the
             catalogue's ``parallax``, as the tutorial cut M67). The other
@@ -301,8 +288,6 @@ class ClusterDistance:
             ``distance_guess``).
         """
         job = self._prepare(table, parallax_range=parallax_range)
-        if num_samples is None:
-            num_samples = DEFAULT_SAMPLES[job.model]
         if job.model == "astrometric":
             sample = self._fit_astrometric
         elif self.method == "marginal":
@@ -326,7 +311,7 @@ class ClusterDistance:
         distance_guess: u.Quantity | None = None,
         seed: int | list[int] = 0,
         num_warmup: int = 300,
-        num_samples: int | None = None,
+        num_samples: int = 1000,
         num_chains: int = 2,
         parallax_range: tuple[float, float] | None = None,
     ) -> list[ClusterFit]:
@@ -382,13 +367,9 @@ class ClusterDistance:
             for table, guess in zip(tables, guesses, strict=True)
         ]
         seeds = [int(s) for s in np.broadcast_to(np.asarray(seed), (len(jobs),))]
-        draws = [
-            DEFAULT_SAMPLES[job.model] if num_samples is None else num_samples
-            for job in jobs
-        ]
         if all(job.model == "parallax" for job in jobs):
             results = self._fit_marginal_many(
-                jobs, seeds, num_warmup, draws[0], num_chains
+                jobs, seeds, num_warmup, num_samples, num_chains
             )
         else:  # the astrometric model is not batched: one after another
             results = [
@@ -396,17 +377,15 @@ class ClusterDistance:
                     self._fit_astrometric
                     if job.model == "astrometric"
                     else self._fit_marginal
-                )(job, one_seed, num_warmup, n_draws, num_chains, False)
-                for job, one_seed, n_draws in zip(jobs, seeds, draws, strict=True)
+                )(job, one_seed, num_warmup, num_samples, num_chains, False)
+                for job, one_seed in zip(jobs, seeds, strict=True)
             ]
         fits = []
-        for job, result, cluster_seed, n_draws in zip(
-            jobs, results, seeds, draws, strict=True
-        ):
+        for job, result, cluster_seed in zip(jobs, results, seeds, strict=True):
             settings = {
                 "seed": cluster_seed,
                 "num_warmup": num_warmup,
-                "num_samples": n_draws,
+                "num_samples": num_samples,
                 "num_chains": num_chains,
                 "parallax_range_mas": job.parallax_range,
                 "batch": len(jobs),

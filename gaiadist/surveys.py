@@ -118,7 +118,7 @@ class _Settings:
     priors: dict = field(default_factory=dict)
     seed: int = 0
     num_warmup: int = 300
-    num_samples: int | None = None
+    num_samples: int = 1000
     num_chains: int = 2
     member_threshold: float = 0.5
     query: dict = field(default_factory=dict)
@@ -148,7 +148,7 @@ def survey(
     priors: dict | None = None,
     seed: int = 0,
     num_warmup: int = 300,
-    num_samples: int | None = None,
+    num_samples: int = 1000,
     num_chains: int = 2,
     member_threshold: float = 0.5,
     query: dict | None = None,
@@ -254,7 +254,7 @@ def survey(
         priors=dict(priors or {}),
         seed=int(seed),
         num_warmup=int(num_warmup),
-        num_samples=None if num_samples is None else int(num_samples),
+        num_samples=int(num_samples),
         num_chains=int(num_chains),
         member_threshold=float(member_threshold),
         query=dict(query or {}),

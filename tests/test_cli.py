@@ -367,10 +367,7 @@ def test_version_and_help_show_defaults(capsys):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"gaiadist {__version__}"
     for command, expected in (
-        (
-            "cluster",
-            ["--seed SEED", "(default: 0)", "(default: 500 for the astrometric model"],
-        ),
+        ("cluster", ["--seed SEED", "(default: 0)", "(default: 1000)"]),
         ("stars", ["(default: edsd)", "(default: 1.35 kpc)"]),
         ("demo", ["(default: 4000)"]),
     ):
