@@ -173,10 +173,11 @@ def mode_search_options() -> dict:
     return options
 
 
-def _newton(loss, derivatives, x0):
+def _newton(loss, derivatives, x0, max_iterations=_NEWTON_ITERATIONS):
     """Minimise ``loss`` from ``x0``: saddle-free Newton with a step search.
 
     ``derivatives(x)`` gives the Hessian and the gradient of ``loss``.
+    ``max_iterations`` (which may be traced) caps the Newton steps.
 
     Each step solves with the Hessian's eigenvalues replaced by their absolute
     values (floored at ``1 / _MAX_SD**2``, so flat directions move by at most
@@ -212,7 +213,7 @@ def _newton(loss, derivatives, x0):
 
     def going(state):
         *_, gain, i = state
-        return (gain > _NEWTON_TOLERANCE) & (i < _NEWTON_ITERATIONS)
+        return (gain > _NEWTON_TOLERANCE) & (i < max_iterations)
 
     value0 = loss(x0)
     inf = jnp.asarray(jnp.inf, value0.dtype)
@@ -364,11 +365,12 @@ def nuts_program(
     return jax.jit(run)
 
 
-def mode_search(log_density_fn, starts, data):
+def mode_search(log_density_fn, starts, data, max_iterations=_NEWTON_ITERATIONS):
     """Posterior modes from several starting points, by `_newton`.
 
     As `laplace`, for any twice differentiable ``log_density_fn(x, data)``,
-    its derivatives by automatic differentiation.
+    its derivatives by automatic differentiation; at most ``max_iterations``
+    Newton steps from each start.
 
     Returns the modes (``(k, p)``), the log density there (``(k,)``) and
     the Hessians of its negative (``(k, p, p)``).
@@ -385,7 +387,7 @@ def mode_search(log_density_fn, starts, data):
         return hessian(x), gradient(x)
 
     def search(x0):
-        x, value, h = _newton(loss, derivatives, x0)
+        x, value, h = _newton(loss, derivatives, x0, max_iterations)
         return x, -value, h
 
     return jax.lax.map(search, starts)
