@@ -73,7 +73,8 @@ def bulk_star_distances(
         each chunk.
     zeropoint : bool, optional
         Apply the Lindegren et al. (2021) zero point (`~gaiadist.apply_zeropoint`)
-        where its input columns are present.
+        where its input columns are present. ``prior="bj21"`` needs it (a
+        file's own ``parallax_corrected`` column is used as it is).
     strict_zeropoint : bool, optional
         Correct only the sources inside the zero point's calibration, as
         ``apply_zeropoint(strict=True)`` does; the others get NaN distances.
@@ -110,6 +111,11 @@ def bulk_star_distances(
     model = StarDistance() if model is None else model
     if not isinstance(model, StarDistance):
         raise InputError("model must be a gaiadist.StarDistance")
+    if model.prior == "bj21" and not zeropoint:
+        raise InputError(
+            "prior='bj21' applies Bailer-Jones et al.'s zero point itself; to "
+            "use another, give the files a parallax_corrected column"
+        )
     folder = Path(output)
     targets = [folder / _stem(path) for path in files]
     if len({t.name for t in targets}) != len(targets):

@@ -380,6 +380,7 @@ def _slug(text: str) -> str:
 
 def _stars(args: argparse.Namespace) -> int:
     check_table_file(args.input)
+    _check_prior_options(args)
     _length_scale(args.length_scale, None)  # a bad value fails before reading
     output = _output_path(args, "_distances.ecsv")
     table = read_table(args.input)
@@ -395,7 +396,7 @@ def _stars(args: argparse.Namespace) -> int:
     ok = np.asarray(out["r_flag"]) == 0
     _say(
         f"distances: {np.count_nonzero(ok)} of {len(out)} stars in {elapsed:.2f} s "
-        f"({args.prior} prior, L = {args.length_scale})"
+        f"({_describe_prior(args)})"
     )
     plx = "parallax_corrected" if "parallax_corrected" in out.colnames else "parallax"
     cols = ["source_id"] if "source_id" in out.colnames else []
@@ -413,6 +414,36 @@ def _stars(args: argparse.Namespace) -> int:
 
         _save_figures({Path(args.plot): lambda: star_distance_plot(out)})
     return 0
+
+
+def _check_prior_options(args: argparse.Namespace) -> None:
+    """Refuse settings ``--prior bj21`` cannot honour, before any reading."""
+    if args.prior != "bj21":
+        return
+    given = [
+        name
+        for name, value in (
+            ("--length-scale", args.length_scale),
+            ("--alpha", args.alpha),
+            ("--beta", args.beta),
+        )
+        if value is not None
+    ]
+    if given:
+        raise GaiadistError(
+            f"--prior bj21 takes its parameters from its table; drop {', '.join(given)}"
+        )
+    if args.no_zeropoint:
+        raise GaiadistError(
+            "--prior bj21 applies Bailer-Jones et al.'s zero point; to use "
+            "another, give the file a parallax_corrected column"
+        )
+
+
+def _describe_prior(args: argparse.Namespace) -> str:
+    if args.prior == "bj21":
+        return "Bailer-Jones et al. (2021) prior of each source's HEALPix pixel"
+    return f"{args.prior} prior, L = {args.length_scale or '1.35 kpc'}"
 
 
 def _zeropoint(table, skip: bool, **options):
@@ -622,6 +653,7 @@ def _survey(args: argparse.Namespace) -> int:
 
 
 def _bulk(args: argparse.Namespace) -> int:
+    _check_prior_options(args)
     # The files' columns are unknown here: a name is looked up in each chunk.
     model = _star_model(args, None)
     start = time.perf_counter()
@@ -824,16 +856,17 @@ def _add_prior_options(parser: argparse.ArgumentParser) -> None:
     """The distance prior and zero point options of ``stars`` and ``bulk``."""
     parser.add_argument(
         "--prior",
-        choices=["edsd", "ggd"],
+        choices=["edsd", "ggd", "bj21"],
         default="edsd",
-        help="distance prior: exponentially decreasing space density or "
-        "generalised gamma (default: %(default)s)",
+        help="distance prior: exponentially decreasing space density, "
+        "generalised gamma, or Bailer-Jones et al. (2021)'s geometric prior of "
+        "each source's HEALPix pixel, found from source_id (default: %(default)s)",
     )
     parser.add_argument(
         "--length-scale",
-        default="1.35 kpc",
+        default=None,
         help="prior length scale with a unit, e.g. '1.35kpc' or '500 pc', or a "
-        "column name (default: %(default)s)",
+        "column name (default: 1.35 kpc; not with --prior bj21)",
     )
     parser.add_argument("--alpha", type=float, help="generalised gamma alpha")
     parser.add_argument("--beta", type=float, help="generalised gamma beta")
@@ -869,7 +902,9 @@ def _star_model(args: argparse.Namespace, colnames: list[str] | None) -> StarDis
     )
 
 
-def _length_scale(text: str, colnames: list[str] | None) -> u.Quantity | str:
+def _length_scale(text: str | None, colnames: list[str] | None) -> u.Quantity | str:
+    if text is None:
+        return None
     if colnames is not None and text in colnames:
         return text
     try:

@@ -11,7 +11,7 @@ from astropy.table import Table
 from zero_point import zpt as _lindegren
 
 from .columns import column_values, read_table
-from .exceptions import GaiadistWarning
+from .exceptions import GaiadistWarning, InputError
 from .provenance import record
 
 __all__ = ["apply_zeropoint", "GLOBAL_ZEROPOINT", "ZEROPOINT_COLUMNS", "ZeroPointFlag"]
@@ -61,7 +61,11 @@ class ZeroPointFlag(enum.IntFlag):
 
 
 def apply_zeropoint(
-    table: Table, *, inplace: bool = False, strict: bool = False
+    table: Table,
+    *,
+    inplace: bool = False,
+    strict: bool = False,
+    missing_inputs: str = "raise",
 ) -> Table:
     """Add the Lindegren et al. (2021) parallax zero point and corrected parallax.
 
@@ -101,6 +105,11 @@ def apply_zeropoint(
         get NaN ``zpt`` and ``parallax_corrected``, so that the distance
         models flag them and leave them out, instead of the edge value or
         the global offset.
+    missing_inputs : {"raise", "global"}, optional
+        What to do when the table lacks an input column other than
+        ``parallax``: raise `InputError`, or give every source the global
+        offset (flagged `ZeroPointFlag.MISSING_INPUT`, with a warning that
+        names the absent columns), as for a source with missing values.
 
     Returns
     -------
@@ -113,16 +122,41 @@ def apply_zeropoint(
     InputError
         If the table is empty, or a column is missing or in a wrong unit.
     """
+    if missing_inputs not in ("raise", "global"):
+        raise InputError(
+            f"missing_inputs must be 'raise' or 'global', got {missing_inputs!r}"
+        )
     table = read_table(table)
-    values = {
-        name: column_values(table, name, unit)
-        for name, unit in ZEROPOINT_COLUMNS.items()
-    }
-    zpt, flag = _zeropoint(values)
+    absent = [
+        name
+        for name in ZEROPOINT_COLUMNS
+        if name != "parallax" and name not in table.colnames
+    ]
+    if absent and missing_inputs == "global":
+        flag = np.full(len(table), ZeroPointFlag.MISSING_INPUT, dtype=np.uint8)
+        zpt = np.full(len(table), np.nan if strict else GLOBAL_ZEROPOINT)
+        values = {"parallax": column_values(table, "parallax", u.mas)}
+        warnings.warn(
+            f"the table has no {', '.join(map(repr, absent))}, so the Lindegren "
+            "et al. (2021) zero point cannot be computed; "
+            + (
+                "zpt and parallax_corrected are NaN (strict)"
+                if strict
+                else f"every source gets the global {GLOBAL_ZEROPOINT} mas"
+            ),
+            GaiadistWarning,
+            stacklevel=3,
+        )
+    else:
+        values = {
+            name: column_values(table, name, unit)
+            for name, unit in ZEROPOINT_COLUMNS.items()
+        }
+        zpt, flag = _zeropoint(values)
+        if strict:
+            zpt[flag != 0] = np.nan
+        _warn_invalid(flag, strict)
     valid = flag == 0
-    if strict:
-        zpt[~valid] = np.nan
-    _warn_invalid(flag, strict)
     out = table if inplace else table.copy()
     out["zpt"] = zpt * u.mas
     out["zpt"].info.description = "parallax zero point, Lindegren et al. (2021)"

@@ -38,6 +38,54 @@ def brute_force_quantiles(plx, err, alpha, beta, length_scale, probs=SIGMA_PROBS
     return np.exp(np.interp(probs, cdf / cdf[-1], u))
 
 
+def brute_force_quantiles_many(
+    plx, err, alpha, beta, length_scale, probs=SIGMA_PROBS, points=10_001, chunk=256
+):
+    """`brute_force_quantiles` for many stars at once, each with its own prior.
+
+    The same two passes in float64, vectorised over stars: ``4 * points``
+    over ln r from 0.1 pc to 1e9 pc (spacing 6e-4, 0.6 of the narrowest
+    posterior's width at parallax / error = 1000), then ``points`` over the
+    range where the log density is within 40 of its peak, widened by one step
+    of the first grid on each side. Trapezoid CDF, linear inversion. With
+    twice the points, the quantiles of the tests change by less than 1e-6.
+    """
+    args = np.broadcast_arrays(
+        *(np.asarray(x, float) for x in (plx, err, alpha, beta, length_scale))
+    )
+    out = np.empty((args[0].size, len(probs)))
+    for start in range(0, out.shape[0], chunk):
+        p, e, a, b, log_l = (x[start : start + chunk, None] for x in args)
+        log_l = np.log(log_l)
+
+        def logp(u, p=p, e=e, a=a, b=b, log_l=log_l):
+            return (
+                (b + 1) * u
+                - np.exp(a * (u - log_l))
+                - 0.5 * ((p - 1000 * np.exp(-u)) / e) ** 2
+            )
+
+        u = np.linspace(np.log(0.1), np.log(1e9), 4 * points)[None, :]
+        g = logp(u)
+        inside = g > g.max(axis=1, keepdims=True) - 40
+        step = u[0, 1] - u[0, 0]
+        first = u[0, np.argmax(inside, axis=1)] - step
+        last = u[0, u.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1)] + step
+        u = first[:, None] + (last - first)[:, None] * np.linspace(0, 1, points)
+        g = logp(u)
+        f = np.exp(g - g.max(axis=1, keepdims=True))
+        cdf = np.concatenate(
+            [
+                np.zeros((f.shape[0], 1)),
+                np.cumsum(0.5 * (f[:, 1:] + f[:, :-1]) * np.diff(u), axis=1),
+            ],
+            axis=1,
+        )
+        for i in range(f.shape[0]):
+            out[start + i] = np.exp(np.interp(probs, cdf[i] / cdf[i, -1], u[i]))
+    return out
+
+
 def brute_force_log_marginal(plx, err, prior, a, b=None):
     """ln ∫ Normal(plx | 1000 e^-u, err) p(u) du on a dense float64 grid.
 
