@@ -397,8 +397,8 @@ def _segment_ends(plx, err, prior):
     def inside(delta):  # > 0 inside the TAIL contour around the peak
         return h(mode + delta) - h_mode + TAIL
 
-    left = -_crossing(lambda x: inside(-x), width, jnp.inf)
-    right = _crossing(inside, width, limit - mode)
+    left = -_crossing(lambda x: inside(-x), width, jnp.inf, axis=1)
+    right = _crossing(inside, width, limit - mode, axis=1)
 
     # Far region: where the prior's bulk reaches beyond u_c, scan it for a
     # second bump and integrate it up to the prior's own tail.
@@ -408,7 +408,7 @@ def _segment_ends(plx, err, prior):
     step = jnp.where(has_far, (top - v_c) / (_N_SCAN - 1), width)
     grid = start + step * jnp.arange(_N_SCAN, dtype=dtype)
     vals = h(grid)
-    far = _scan_peak(grid, vals, step)
+    far = _scan_peak(grid, vals, step, axis=1)
     curv_far = curvature(far)
     w_far = jnp.where(
         curv_far < 0, 1.0 / jnp.sqrt(jnp.where(curv_far < 0, -curv_far, 1.0)), step

