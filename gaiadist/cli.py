@@ -20,6 +20,7 @@ from .query import query_cone
 from .simulate import M67_LIKE, cluster_field
 from .stars import DistanceFlag, StarDistance
 from .surveys import MODES, survey
+from .systematics import PARALLAX_SYSTEMATIC
 from .zeropoint import ZEROPOINT_COLUMNS, apply_zeropoint
 
 __all__ = ["main"]
@@ -134,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         help="a proper motion (mas/yr) where the astrometric model also starts",
     )
     _add_fit_options(cluster, "e.g. 0.2 3 for M67")
+    cluster.add_argument(
+        "--parallax-systematic",
+        type=float,
+        default=PARALLAX_SYSTEMATIC.to_value(u.mas),
+        metavar="MAS",
+        help="sd of the parallax offset the cluster's stars share, included in "
+        "D (D_stat leaves it out); 0 leaves it out of D too (default: "
+        "%(default)g mas, Maiz Apellaniz et al. 2021)",
+    )
+    cluster.add_argument(
+        "--parallax-error-scale",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="multiply every parallax_error by K before the fit (Gaia's "
+        "catalogue errors are underestimated; default: %(default)g)",
+    )
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
     cluster.add_argument(
         "--plots",
@@ -477,6 +495,8 @@ def _cluster(args: argparse.Namespace) -> int:
         model=args.model,
         distance_guess=guess,
         proper_motion_guess=motion,
+        parallax_systematic=args.parallax_systematic * u.mas,
+        parallax_error_scale=args.parallax_error_scale,
     )
     if args.parallax_range is not None:
         _check_range(args.parallax_range)
@@ -761,7 +781,9 @@ def _demo(args: argparse.Namespace) -> int:
     _say(f"cluster fit in {fit.seconds:.1f} s")
     summary = fit.summary()
     truth = dict(
-        stars.meta["truth"], dispersion=stars.meta["truth"]["velocity_dispersion"]
+        stars.meta["truth"],
+        dispersion=stars.meta["truth"]["velocity_dispersion"],
+        D_stat=stars.meta["truth"]["D"],
     )
     summary["truth"] = [truth.get(name, np.nan) for name in summary["parameter"]]
     summary = summary[[name in truth for name in summary["parameter"]]]

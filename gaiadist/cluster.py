@@ -75,6 +75,12 @@ from .stars import (
     add_distance_columns,
     parallax_inputs,
 )
+from .systematics import (
+    PARALLAX_SYSTEMATIC,
+    PARALLAX_SYSTEMATIC_SOURCE,
+    distance_with_offset,
+)
+from .systematics import parallax_systematic as parallax_systematic_mas
 
 __all__ = ["ASTROMETRIC_COLUMNS", "ClusterDistance", "ClusterFit", "default_priors"]
 
@@ -94,7 +100,7 @@ ASTROMETRIC_COLUMNS = (
 )
 #: The columns `proper_motion_peak` needs for a start at the cluster it finds.
 _PEAK_COLUMNS = ("ra", "dec", "pmra", "pmdec")
-_SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L")
+_SUMMARY_ROWS = ("D", "approx_size", "L", "Q", "log_D", "log_sigma", "log_L", "D_stat")
 _ASTROMETRIC_ROWS = (
     "D",
     "r50",
@@ -107,9 +113,11 @@ _ASTROMETRIC_ROWS = (
     "depth",
     "ra",
     "dec",
+    "D_stat",
 )
 _UNITS = {
     "D": "pc",
+    "D_stat": "pc",
     "approx_size": "pc",
     "L": "pc",
     "r50": "pc",
@@ -183,6 +191,20 @@ class ClusterDistance:
     num_draws : int, optional
         Posterior draws used for the per-star membership probabilities and
         distances of the marginal method.
+    parallax_systematic : `~astropy.units.Quantity` or None, optional
+        Standard deviation of the parallax offset that the cluster's stars
+        share (Gaia's parallax errors are correlated over small angles):
+        by default `~gaiadist.systematics.PARALLAX_SYSTEMATIC`, 10.3 µas
+        (Maíz Apellániz et al. 2021). The summary's ``D`` includes it;
+        ``D_stat`` is the statistical part alone. None or 0 leaves it out
+        (``D`` is then ``D_stat``). See `gaiadist.systematics`.
+    parallax_error_scale : float, optional
+        Factor applied to every ``parallax_error`` before the fit (1 by
+        default: the catalogue's errors as they are). Gaia's catalogue
+        errors are underestimated: Maíz Apellániz et al. (2021) find
+        external errors 1.1 to 1.7 times the catalogue's, depending on G,
+        and El-Badry et al. (2021) a similar factor from wide binaries. The
+        factor is recorded in ``meta``.
 
     Examples
     --------
@@ -200,6 +222,8 @@ class ClusterDistance:
         distance_guess: u.Quantity | None = None,
         proper_motion_guess: u.Quantity | None = None,
         num_draws: int = 200,
+        parallax_systematic: u.Quantity | None = PARALLAX_SYSTEMATIC,
+        parallax_error_scale: float = 1.0,
     ) -> None:
         if method not in _METHODS:
             raise InputError(f"method must be one of {_METHODS}, not {method!r}")
@@ -238,6 +262,17 @@ class ClusterDistance:
             else float(quantity_values(distance_guess, u.pc, "distance_guess"))
         )
         self.num_draws = int(num_draws)
+        self.parallax_systematic = parallax_systematic_mas(parallax_systematic)
+        try:
+            scale = float(parallax_error_scale)
+        except (TypeError, ValueError):
+            scale = math.nan
+        if not (np.isfinite(scale) and scale > 0):
+            raise InputError(
+                "parallax_error_scale must be a positive factor, not "
+                f"{parallax_error_scale!r}"
+            )
+        self.parallax_error_scale = scale
         self._cache = {}
 
     def fit(
@@ -405,6 +440,7 @@ class ClusterDistance:
         """
         table = read_table(table)
         plx_name, plx, err, flag = parallax_inputs(table)
+        err = err * self.parallax_error_scale
         cut = ""
         if parallax_range is not None:
             lo, hi = _parallax_range(parallax_range)
@@ -482,7 +518,10 @@ class ClusterDistance:
         """
         table, flag, usable = job.table, job.flag, job.usable
         by_chain["L"] = np.exp(by_chain["log_L"])
-        by_chain["D"] = np.exp(by_chain["log_D"])
+        by_chain["D_stat"] = np.exp(by_chain["log_D"])
+        by_chain["D"] = distance_with_offset(
+            by_chain["D_stat"], self.parallax_systematic, settings["seed"]
+        )
         if job.model == "parallax":
             by_chain["approx_size"] = np.exp(by_chain["log_sigma"] + by_chain["log_D"])
         priors = self.astrometric_priors if job.model == "astrometric" else self.priors
@@ -517,6 +556,7 @@ class ClusterDistance:
             priors=priors,
             modes=modes,
             model=job.model,
+            parallax_systematic=self.parallax_systematic,
         )
         extra = dict(extra or {})
         if job.model == "astrometric":
@@ -530,6 +570,11 @@ class ClusterDistance:
                 "model": job.model,
                 **extra,
                 "parallax_column": job.plx_name,
+                "parallax_systematic_mas": self.parallax_systematic,
+                "parallax_error_scale": self.parallax_error_scale,
+                "parallax_systematic_source": (
+                    PARALLAX_SYSTEMATIC_SOURCE if self.parallax_systematic else None
+                ),
                 "priors": {k: describe_distribution(v) for k, v in priors.items()},
                 **settings,
                 "stars_used": int(np.count_nonzero(usable)),
@@ -850,7 +895,8 @@ class ClusterFit:
         The input rows and columns with ``p_member``, ``r_med``, ``r_lo``,
         ``r_hi`` and ``r_flag``.
     samples : dict of `numpy.ndarray`
-        Posterior draws of the population parameters and of ``L``, ``D`` and
+        Posterior draws of the population parameters and of ``L``, ``D``
+        (with the shared parallax systematic), ``D_stat`` (without it) and
         ``approx_size``, shape ``(num_chains, num_samples)``.
     diverging : `numpy.ndarray`
         Divergent transitions, shape ``(num_chains, num_samples)``.
@@ -870,6 +916,10 @@ class ClusterFit:
         posterior mass there). The chains sample around the best one; the
         fit warns when another, at a distinct D, holds more than
         `RIVAL_LIMIT` of its mass.
+    parallax_systematic : float
+        Standard deviation (mas) of the parallax offset shared by the
+        cluster's stars, included in ``samples["D"]`` (0: left out);
+        ``samples["D_stat"]`` is the statistical part alone.
     """
 
     def __init__(
@@ -886,6 +936,7 @@ class ClusterFit:
         priors,
         modes=None,
         model="parallax",
+        parallax_systematic=0.0,
     ):
         self.table = table
         self.samples = samples
@@ -898,6 +949,7 @@ class ClusterFit:
         self._priors = priors
         self.modes = modes
         self.model = model
+        self.parallax_systematic = parallax_systematic
 
     def posterior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
         """Parallaxes simulated from the fitted model, star by star.
@@ -1001,7 +1053,8 @@ class ClusterFit:
         for the marginal method the spread of the sampler's quadrature error
         over the draws (`quadrature_check` > 0.2 nats) and another mode of
         the mode search, at a distinct D, with more than `RIVAL_LIMIT` of the
-        sampled mode's posterior mass. `fit` warns with these.
+        sampled mode's posterior mass, and a shared parallax systematic that
+        leaves D without an upper bound. `fit` warns with these.
         """
         summary = self.summary()
         problems = []
@@ -1022,6 +1075,13 @@ class ClusterFit:
         n_div = int(np.count_nonzero(self.diverging))
         if n_div:
             problems.append(f"{n_div} divergent transitions")
+        unbounded = np.isnan(self.samples["D"]) & ~np.isnan(self.samples["D_stat"])
+        if np.any(unbounded):
+            problems.append(
+                f"D has no upper bound in {np.mean(unbounded):.1%} of the draws: "
+                "their parallax less the shared systematic offset (sd "
+                f"{self.parallax_systematic:.3g} mas) is not positive"
+            )
         problems.extend(self._rival_modes())
         return problems
 

@@ -77,6 +77,7 @@ RESULT_COLUMNS = {
     "D_sd": u.pc,
     "D_lo": u.pc,
     "D_hi": u.pc,
+    "D_stat_sd": u.pc,
     "approx_size": u.pc,
     "approx_size_sd": u.pc,
     "r50": u.pc,
@@ -104,8 +105,9 @@ RESULT_COLUMNS = {
 #: not: ``approx_size`` is the parallax-only model's, the rest but D, L and Q
 #: the astrometric model's).
 _POPULATION_ROWS = ("D", "approx_size", "r50", "pmra", "pmdec", "dispersion", "L", "Q")
-# 2: one zero-point rule (apply_zeropoint); 3: the astrometric model
-_CHECKPOINT_VERSION = 3
+# 2: one zero-point rule (apply_zeropoint); 3: the astrometric model;
+# 4: D with the shared parallax systematic
+_CHECKPOINT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,10 @@ def survey(
         ``pmra``, ``pmdec``, ``dispersion`` (astrometric model; NaN where the
         model has none), ``L`` and ``Q``, ``D_lo`` and
         ``D_hi`` (the 94 % highest-density interval, as in
-        `ClusterFit.summary`), ``n_members``, ``sum_p_member``, the worst
-        ``r_hat`` and smallest ESS over those parameters, the number of
+        `ClusterFit.summary`; ``D`` with the shared parallax systematic),
+        ``D_stat_sd`` (D's statistical sd alone), ``n_members``,
+        ``sum_p_member``, the worst ``r_hat`` and smallest ESS over those
+        parameters, the number of
         divergences, ``quadrature_check``, the fit's ``seconds`` and the
         members file. Also written to ``output/survey.ecsv``.
 
@@ -537,6 +541,7 @@ def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
         "n_used": int(np.count_nonzero(np.isfinite(p))),
         "D_lo": float(by_name["D"]["hdi_3%"]),
         "D_hi": float(by_name["D"]["hdi_97%"]),
+        "D_stat_sd": float(by_name["D_stat"]["sd"]),
         "n_members": int(np.count_nonzero(p > settings.member_threshold)),
         "sum_p_member": float(np.nansum(p)),
         "r_hat_max": float(max(r["r_hat"] for r in rows)),

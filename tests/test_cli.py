@@ -173,8 +173,9 @@ def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "StarDistance (EDSD" in printed
     summary = QTable.read(folder / "cluster_summary.ecsv")
-    # D, r50, the proper motion, the dispersion, Q and L against the truth.
-    assert len(summary) == 7
+    # D (with the parallax systematic and without), r50, the proper motion,
+    # the dispersion, Q and L against the truth.
+    assert len(summary) == 8
     for row in summary:
         assert abs(row["mean"] - row["truth"]) < 3 * row["sd"], row["parameter"]
     members = QTable.read(folder / "cluster_members.ecsv")
