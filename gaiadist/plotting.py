@@ -24,7 +24,7 @@ __all__ = [
 
 _CORNER = ("D", "approx_size", "L", "Q")
 _ASTROMETRIC_CORNER = ("D", "r50", "pmra", "pmdec", "dispersion", "Q")
-_ASTROMETRIC_SUMMARY = ("D", "r50", "pmra", "pmdec", "dispersion_pm", "ra", "dec")
+_ASTROMETRIC_SUMMARY = ("D_stat", "r50", "pmra", "pmdec", "dispersion_pm", "ra", "dec")
 _TRUTH_COLOUR = "tab:red"
 _LABELS = {
     "D": "D [pc]",
@@ -63,6 +63,9 @@ def corner_plot(fit, *, truth: dict | None = None):
     names = _ASTROMETRIC_CORNER if fit.model == "astrometric" else _CORNER
     summary = {row["parameter"]: row for row in fit.summary()}
     samples = np.column_stack([fit.samples[k].reshape(-1) for k in names])
+    # D is NaN in the draws where the shared parallax offset leaves it
+    # unbounded (ClusterFit.problems says so): those draws are not drawn.
+    samples = samples[np.all(np.isfinite(samples), axis=1)]
     truths = None if truth is None else [truth.get(k) for k in names]
     fig = plt.figure(figsize=(8, 8) if len(names) == 4 else (10, 10))
     corner.corner(
@@ -123,7 +126,7 @@ def members_plot(fit):
     x = (ra - mean["ra"] + 180.0) % 360.0 - 180.0
     x *= np.cos(np.radians(mean["dec"])) * 60.0
     y = (dec - mean["dec"]) * 60.0
-    r50 = np.degrees(mean["r50"] / mean["D"]) * 60.0
+    r50 = np.degrees(mean["r50"] / mean["D_stat"]) * 60.0
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
     field, member = ok & (p < 0.5), ok & (p >= 0.5)
     order = np.flatnonzero(member)[np.argsort(p[member])]

@@ -114,3 +114,16 @@ def test_star_distance_plot_keeps_negative_parallaxes(fitted):
     left, right = fig.axes
     assert f"({negative} more on the right)" in left.get_title()
     assert right.get_title() == f"all {len(stars) - 2} stars with a distance"
+
+
+def test_corner_plot_leaves_out_unbounded_draws(fitted):
+    # Draws where the shared parallax offset leaves D unbounded are NaN.
+    import copy
+
+    _, fit = fitted
+    broken = copy.copy(fit)
+    broken.samples = dict(fit.samples, D=fit.samples["D"].copy())
+    broken.samples["D"][0, :10] = np.nan
+    assert any("no upper bound in 0.5%" in p for p in broken.problems())
+    fig = plotting.corner_plot(broken)
+    assert len(fig.axes) == 16
