@@ -169,7 +169,7 @@ def members_plot(fit):
     axes[1].set_ylabel("north offset [arcmin]")
     axes[1].set_title(
         f"sky: circle r50 = {mean['r50']:.2f} pc ({r50:.2f}') at D = "
-        f"{mean['D']:.0f} pc",
+        f"{mean['D_stat']:.0f} pc",
         fontsize=9,
     )
     fig.colorbar(points, ax=axes, label="p_member", shrink=0.8)
