@@ -49,6 +49,7 @@ _CROSSING_LEVELS = 1  # the tail contour to 1/17 of its factor-2 bracket
 _N_SPLIT = 3  # empty segments that _split_empty fills
 _N_SCAN = 32
 _FLOOR = -80.0  # lowest relative log density kept (safe for float32 exp)
+_MIN_PADDED = 1024  # smallest padded chunk
 
 
 def distance_quantiles(
@@ -107,10 +108,12 @@ def distance_quantiles(
     )
     probs_arr = jnp.asarray(probs)
     out = np.full((n, len(probs)), np.nan)
-    # Fewer stars than a chunk: pad to the next power of two, so that inputs
-    # of many sizes (the last chunk of each file in a bulk run) share a few
-    # compilations.
-    chunk_size = max(1, min(int(chunk_size), 1 << max(n - 1, 0).bit_length()))
+    # Fewer stars than a chunk: pad to the next power of two, and to at
+    # least _MIN_PADDED, so that inputs of many sizes (the last chunk of each
+    # file in a bulk run, single stars) share a few compilations (6-8 s each
+    # on 2 cores; 1,024 stars take 3 ms once compiled).
+    wanted = max(_MIN_PADDED, 1 << max(n - 1, 0).bit_length())
+    chunk_size = max(1, min(int(chunk_size), wanted))
     bar = tqdm(
         total=n,
         desc="star distances",
