@@ -1,7 +1,7 @@
 """The cluster model on the real fields of ../shared/data/clusters, against HR23.
 
 Usage: python benchmarks/real_clusters.py [--model astrometric|parallax]
-       [--only NAME,NAME] [--out table.ecsv]
+       [--only NAME,NAME] [--out table.ecsv] [--without-cluster]
 
 Fits every field of the folder with `ClusterDistance` (zero point applied,
 every star used, default settings) and prints, per cluster, the fitted
@@ -16,8 +16,15 @@ beside Hunt & Reffert's (2023), and at the end the scores of issue 19:
   lies more than 3 sigma from HR23's centre, sigma their own errors and
   HR23's spread (s_pmra, s_pmdec) combined (a 2-d Mahalanobis distance);
 - r50 within a factor 1.5 of HR23's r50_pc;
+- the detection statistic (`ClusterFit.detection`) and how many fields
+  have a cluster by its test;
 
 and the fit's wall time and stars per second.
+
+With ``--without-cluster``, each field loses its cluster first: every star
+within 5 sigma of HR23's proper motion centre (`pm_distance2`), and the
+fits are scored only by the detection test, which should then find no
+cluster (unless the field holds another one).
 """
 
 import argparse
@@ -33,20 +40,27 @@ from gaiadist import ClusterDistance, apply_zeropoint
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clusters"
 
 
-def contamination(fit, ref) -> tuple[float, int]:
-    """Share of likely members (p > 0.5) > 3 sigma from HR23's proper motion."""
-    t = fit.table
-    member = np.asarray(t["p_member"], float) > 0.5
-    d0 = np.asarray(t["pmra"], float)[member] - ref["pmra"]
-    d1 = np.asarray(t["pmdec"], float)[member] - ref["pmdec"]
-    e0 = np.asarray(t["pmra_error"], float)[member]
-    e1 = np.asarray(t["pmdec_error"], float)[member]
-    rho = np.asarray(t["pmra_pmdec_corr"], float)[member]
+def pm_distance2(t, ref) -> np.ndarray:
+    """Each star's squared Mahalanobis distance from HR23's proper motion.
+
+    Its errors (with their correlation) and HR23's spread (s_pmra, s_pmdec)
+    combined.
+    """
+    d0 = np.asarray(t["pmra"], float) - ref["pmra"]
+    d1 = np.asarray(t["pmdec"], float) - ref["pmdec"]
+    e0 = np.asarray(t["pmra_error"], float)
+    e1 = np.asarray(t["pmdec_error"], float)
+    rho = np.asarray(t["pmra_pmdec_corr"], float)
     a = e0**2 + ref["s_pmra"] ** 2
     c = e1**2 + ref["s_pmdec"] ** 2
     b = rho * e0 * e1
-    m2 = (c * d0**2 - 2 * b * d0 * d1 + a * d1**2) / (a * c - b * b)
-    far = int(np.count_nonzero(m2 > 9.0))
+    return (c * d0**2 - 2 * b * d0 * d1 + a * d1**2) / (a * c - b * b)
+
+
+def contamination(fit, ref) -> tuple[float, int]:
+    """Share of likely members (p > 0.5) > 3 sigma from HR23's proper motion."""
+    member = np.asarray(fit.table["p_member"], float) > 0.5
+    far = int(np.count_nonzero(pm_distance2(fit.table, ref)[member] > 9.0))
     return far / max(int(member.sum()), 1), far
 
 
@@ -55,6 +69,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--without-cluster", action="store_true")
     args = parser.parse_args()
     catalogue = Table.read(DATA / "clusters.ecsv")
     if args.only:
@@ -66,8 +81,11 @@ def main() -> None:
         f"{'cluster':13s} {'D':>7s} {'sd':>5s} {'sdtot':>5s} {'D_ref':>7s} "
         f"{'ok':>3s} {'tot':>3s} "
         f"{'r50':>5s} {'r50ref':>6s} {'pmra':>7s} {'ref':>7s} {'pmdec':>7s} "
-        f"{'ref':>7s} {'n_mem':>5s} {'n_ref':>5s} {'contam':>6s} {'s':>5s} warn"
+        f"{'ref':>7s} {'n_mem':>5s} {'n_ref':>5s} {'contam':>6s} {'det':>6s} "
+        f"{'s':>5s} warn"
     )
+    if args.without_cluster:
+        return without_cluster(catalogue, model)
     print(header)
     for ref in catalogue:
         stars = apply_zeropoint(Table.read(DATA / ref["file"]))
@@ -109,6 +127,8 @@ def main() -> None:
                 "n_members": n_mem,
                 "n_ref": ref["n_stars"],
                 "contamination": share,
+                "detection": fit.detection,
+                "detected": fit.detected,
                 "seconds": wall,
                 "stars": len(stars),
                 "warned": bool(doubts),
@@ -120,7 +140,8 @@ def main() -> None:
             f"{ref['dist50']:7.0f} {'yes' if ok else 'NO':>3s} "
             f"{'yes' if ok_total else 'NO':>3s} {size:5.2f} {ref['r50_pc']:6.2f} "
             f"{pmra:7.3f} {ref['pmra']:7.3f} {pmdec:7.3f} {ref['pmdec']:7.3f} "
-            f"{n_mem:5d} {ref['n_stars']:5d} {share:6.1%} {wall:5.1f} "
+            f"{n_mem:5d} {ref['n_stars']:5d} {share:6.1%} {fit.detection:6.0f} "
+            f"{wall:5.1f} "
             f"{'yes' if doubts else ''}",
             flush=True,
         )
@@ -132,7 +153,9 @@ def main() -> None:
         f"r50 within 1.5x: {int(np.sum(table['r50_ok']))}/{n}; "
         f"contamination <= 3 %: {int(np.sum(table['contamination'] <= 0.03))}/{n} "
         f"(median {np.median(table['contamination']):.1%}); "
-        f"warned: {int(np.sum(table['warned']))}/{n}"
+        f"warned: {int(np.sum(table['warned']))}/{n}; "
+        f"detected: {int(np.sum(table['detected']))}/{n} (smallest detection "
+        f"{np.min(table['detection']):.0f} nats)"
     )
     stars, seconds = int(np.sum(table["stars"])), float(np.sum(table["seconds"]))
     print(
@@ -143,6 +166,31 @@ def main() -> None:
         print(f"  {row['name']}: {row['problems']}")
     if args.out:
         table.write(args.out, overwrite=True)
+
+
+def without_cluster(catalogue, model) -> None:
+    """Fit each field without its cluster's stars; print the detection test."""
+    print(f"{'cluster':13s} {'stars':>6s} {'removed':>7s} {'det':>7s} found  {'s':>5s}")
+    rows = []
+    for ref in catalogue:
+        stars = apply_zeropoint(Table.read(DATA / ref["file"]))
+        near = pm_distance2(stars, ref) < 25.0
+        stars = stars[~near]
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = model.fit(stars)
+        wall = time.perf_counter() - start
+        rows.append((ref["name"], fit.detection, fit.detected))
+        print(
+            f"{ref['name']:13s} {len(stars):6d} {int(near.sum()):7d} "
+            f"{fit.detection:7.1f} {'YES' if fit.detected else 'no':5s} {wall:5.1f}",
+            flush=True,
+        )
+    found = sum(r[2] for r in rows)
+    print(
+        f"\nno cluster found in {len(rows) - found}/{len(rows)} fields without theirs"
+    )
 
 
 if __name__ == "__main__":

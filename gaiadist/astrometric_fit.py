@@ -9,6 +9,7 @@ every derivative is JAX's.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -27,7 +28,13 @@ from .astrometric import (
     pad_stars,
     take_stars,
 )
-from .astrometric_model import Layout, log_density
+from .astrometric_model import (
+    Layout,
+    data_log_likelihood,
+    field_log_density,
+    field_only_log_likelihood,
+    log_density,
+)
 from .marginal import (
     _NEWTON_ITERATIONS,
     ProgressBar,
@@ -109,6 +116,11 @@ _SERIES_MIN, _SERIES_MAX = 0.05, 2.0
 #: between them, is pinned down to a per cent or less by thousands of stars.
 _FIELD_SHARE = 1e-6
 _FIELD_DRAWS = 10
+#: Half width (in ``ln L``) of the series of all the stars' distance
+#: integrals about the mode's ``ln L``, for the model of the field alone
+#: (`Sampler._detection`): a cluster's members taken back into the field
+#: move its ``L`` by far less.
+_DETECTION_SERIES = 1.0
 #: The smallest padded size of a field's stars.
 _MIN_SIZE = 512
 
@@ -156,6 +168,16 @@ class AstrometricResult(NamedTuple):
         Stars taken for field stars after the first mode search.
     field_only_p_max : float
         Their largest membership at any of the draws (exact; 0 if none).
+    detection : float
+        The log likelihood ratio of the model with a cluster to the field's
+        alone, each at its mode (nats; `Sampler._detection`).
+    field_alone_log_l : float
+        ``ln(L / pc)`` of the field alone at its mode.
+    mode_dispersion, mode_r50 : float
+        The cluster's velocity dispersion (km/s) and r50 (pc) at the mode.
+    detected : bool
+        False where ``detection`` was below the threshold: then nothing
+        was sampled.
     """
 
     samples: dict
@@ -170,6 +192,11 @@ class AstrometricResult(NamedTuple):
     field_on: np.ndarray
     field_only: int
     field_only_p_max: float
+    detection: float
+    field_alone_log_l: float
+    mode_dispersion: float
+    mode_r50: float
+    detected: bool
 
 
 class Sampler:
@@ -231,6 +258,31 @@ class Sampler:
                     target_accept=TARGET_ACCEPT,
                 )
                 self._cache[key] = (run, bar)
+            elif kind == "field_modes":
+
+                def field_modes(starts, stars, field_on, distance):
+                    def density(x, data):
+                        return field_log_density(x, *data)
+
+                    data = (stars, self.layout, field_on, distance)
+                    modes, log_p, _ = mode_search(density, starts, data)
+                    log_l = jax.vmap(
+                        lambda x: field_only_log_likelihood(
+                            self.layout.unpack(x)[0], stars, distance
+                        )
+                    )(modes)
+                    return modes, log_p, log_l
+
+                self._cache[key] = jax.jit(
+                    field_modes, compiler_options=mode_search_options()
+                )
+            elif kind == "log_likelihood":
+
+                def log_l(x, stars, field_on, field_stars):
+                    params = dict(self.layout.unpack(x)[0], field_on=field_on)
+                    return data_log_likelihood(params, stars, field_stars)
+
+                self._cache[key] = jax.jit(log_l)
             elif kind == "series":
                 self._cache[key] = jax.jit(distance_integrals)
             elif kind == "odds":
@@ -263,12 +315,19 @@ class Sampler:
         num_samples: int,
         num_chains: int,
         num_draws: int,
+        detection_threshold: float | None = None,
+        max_dispersion: float | None = None,
         progress: bool = False,
     ) -> AstrometricResult:
         """Find the mode, sample around it and compute the per-star results.
 
         ``stars`` are the unpadded stars, ``starts`` the unconstrained
-        starting points of the mode searches, ``(k, p)``.
+        starting points of the mode searches, ``(k, p)``. Where the
+        detection statistic (`_detection`) is below ``detection_threshold``,
+        or the mode's velocity dispersion is above ``max_dispersion``
+        (km/s; a population of the field, not a cluster), there is no
+        cluster: nothing is sampled, the draws are NaN, every membership 0
+        and the distances the field's alone.
         """
         dtype = jnp.result_type(float)
         start = time.perf_counter()
@@ -277,6 +336,24 @@ class Sampler:
         )
         modes, log_p, hessians = searches
         field_on = np.asarray(data[1])
+        detection, field_mode = self._detection(stars, starts, data, final[0], dtype)
+        found = dict(
+            modes=modes,
+            log_p=log_p,
+            hessians=hessians,
+            field_on=field_on,
+            detection=detection,
+            field_alone_log_l=float(
+                self.layout.unpack(jnp.asarray(field_mode))[0]["log_L"]
+            ),
+        )
+        at_mode = self.layout.unpack(jnp.asarray(final[0]))[0]
+        found["mode_dispersion"] = math.exp(float(at_mode["log_dispersion"]))
+        found["mode_r50"] = math.exp(float(at_mode["log_r50"]))
+        weak = detection_threshold is not None and not detection >= detection_threshold
+        broad = max_dispersion is not None and found["mode_dispersion"] > max_dispersion
+        if weak or broad:
+            return self._no_cluster(stars, num_chains, num_samples, start, found)
         centre, chol = whitening(*final, starts[0], max_sd=_MAX_SD)
         run, bar = self._compiled("nuts", num_warmup, num_samples, progress)
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_chains))
@@ -323,12 +400,40 @@ class Sampler:
             p_member=np.mean(np.asarray(member, float), axis=0),
             quantiles=quantiles,
             check=check,
-            modes=modes,
-            log_p=log_p,
-            hessians=hessians,
-            field_on=field_on,
             field_only=int(np.count_nonzero(field_only)),
             field_only_p_max=nearest,
+            detected=True,
+            **found,
+        )
+
+    def _no_cluster(self, stars, num_chains, num_samples, start, found):
+        """The result where the field alone explains the stars.
+
+        NaN draws, shape ``(num_chains, num_samples)``; memberships 0; the
+        distances from the field's EDSD at its mode.
+        """
+        n = stars.plx.shape[0]
+        shape = (num_chains, num_samples, self.layout.constrained_size)
+        samples = self.layout.split(np.full(shape, np.nan))
+        # (The cluster's D and width are placeholders: `_distances` gives
+        # it a share of 1e-30 for these stars.)
+        log_l = found["field_alone_log_l"]
+        theta = np.array([[log_l, log_l + math.log(2.0), 0.0, 0.0]])
+        dtype = jnp.result_type(float)
+        quantiles, check = _distances(
+            stars, theta.astype(dtype), np.zeros((1, n), dtype), np.ones(n, bool)
+        )
+        return AstrometricResult(
+            samples=samples,
+            diverging=np.zeros(shape[:2], bool),
+            seconds=time.perf_counter() - start,
+            p_member=np.zeros(n),
+            quantiles=quantiles,
+            check=check,
+            field_only=n,
+            field_only_p_max=0.0,
+            detected=False,
+            **found,
         )
 
     def _field_components(self, stars, starts, dtype):
@@ -413,6 +518,42 @@ class Sampler:
                 break
         data = (part, jnp.asarray(on, dtype), field_stars)
         return first, data, field_only, (best, hessian)
+
+    def _detection(self, stars, starts, data, mode, dtype):
+        """The log likelihood ratio of the cluster's model to the field's alone.
+
+        ``data`` are the sampler's ``(stars, field_on, field_stars)`` and
+        ``mode`` its mode (unconstrained). The field alone, every star a
+        field star (`gaiadist.astrometric_model.field_log_density`), is
+        found by Newton searches from ``mode`` and from ``starts``, with
+        every Gaussian of the mixture; its stars' distance integrals are a
+        series in ``ln L`` about the mode's. Returns the ratio (nats, the
+        log likelihoods at the two modes) and the field's mode.
+        """
+        with_cluster = float(
+            self._compiled("log_likelihood")(jnp.asarray(mode, dtype), *data)
+        )
+        n = stars.plx.shape[0]
+        padded = jax.tree.map(jnp.asarray, pad_stars(stars, padded_size(n), dtype))
+        i = self.layout.index("log_L")
+        series = distance_series(
+            lambda log_l: self._compiled("series")(jnp.asarray(log_l, dtype), padded),
+            float(mode[i]),
+            _DETECTION_SERIES,
+        )
+        points = jnp.concatenate(
+            [jnp.asarray(mode, dtype)[None], jnp.asarray(starts, dtype)]
+        )
+        on = jnp.ones(self.layout.shapes["field_weights"], dtype)
+        modes, _, log_l = self._compiled("field_modes")(
+            points,
+            padded,
+            on,
+            DistanceSeries(*(jnp.asarray(a, dtype) for a in series)),
+        )
+        log_l = np.asarray(log_l, float)
+        best = int(np.nanargmax(np.where(np.isfinite(log_l), log_l, -np.inf)))
+        return with_cluster - log_l[best], np.asarray(modes[best], float)
 
     def _sampler_data(self, stars, padded, mode, on, chol, dtype, points=None):
         """The sampler's data, with the certain field stars apart where that pays.

@@ -19,6 +19,7 @@ import numpyro.distributions as dist
 
 from .astrometric import (
     AstrometricStars,
+    DistanceSeries,
     FieldStars,
     field_log_likelihood,
     log_likelihood,
@@ -30,8 +31,11 @@ __all__ = [
     "N_FIELD",
     "PARAMETERS",
     "Layout",
+    "data_log_likelihood",
     "default_priors",
     "derive",
+    "field_log_density",
+    "field_only_log_likelihood",
     "log_density",
     "starting_points",
 ]
@@ -210,11 +214,15 @@ def log_density(
     terms and the quadratures, which cost the most. For a star whose
     cluster share is below ``e^-20`` the two differ by less than that.
     """
-    params, log_det = layout.unpack(x)
-    if field_on is not None:
-        params["field_on"] = field_on
-    log_prior = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
-    total = log_prior + log_det + log_likelihood(params, stars)
+    params, prior = _log_prior(x, layout, field_on)
+    return prior + data_log_likelihood(params, stars, field_stars)
+
+
+def data_log_likelihood(
+    params: dict, stars: AstrometricStars, field_stars: FieldStars | None = None
+) -> jax.Array:
+    """The log likelihood of `log_density`, without the priors."""
+    total = log_likelihood(params, stars)
     if field_stars is None:
         return total
     rest = field_log_likelihood(params, field_stars.stars, distance=False)
@@ -223,6 +231,38 @@ def log_density(
         + jnp.sum(field_stars.stars.weight * rest)
         + field_stars.distance.value(params["log_L"])
     )
+
+
+def field_log_density(
+    x, stars: AstrometricStars, layout: Layout, field_on, distance: DistanceSeries
+) -> jax.Array:
+    """Log posterior of the field alone: the cluster's share ``Q`` set to 0.
+
+    The model without a cluster, for the detection statistic: every star is
+    a field star, its distance integral from ``distance``, the series of
+    all the stars' (`gaiadist.astrometric.distance_series`). The cluster's
+    parameters in ``x`` keep their priors.
+    """
+    params, prior = _log_prior(x, layout, field_on)
+    return prior + field_only_log_likelihood(params, stars, distance)
+
+
+def field_only_log_likelihood(
+    params: dict, stars: AstrometricStars, distance: DistanceSeries
+) -> jax.Array:
+    """The log likelihood of `field_log_density`, without the priors."""
+    alone = dict(params, Q=jnp.zeros_like(params["Q"]))
+    rest = field_log_likelihood(alone, stars, distance=False)
+    return jnp.sum(stars.weight * rest) + distance.value(params["log_L"])
+
+
+def _log_prior(x, layout: Layout, field_on) -> tuple[dict, jax.Array]:
+    """The parameters of ``x`` and their log prior, the Jacobian included."""
+    params, log_det = layout.unpack(x)
+    if field_on is not None:
+        params["field_on"] = field_on
+    log_prior = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
+    return params, log_prior + log_det
 
 
 def starting_points(

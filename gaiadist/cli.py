@@ -12,7 +12,7 @@ import astropy.units as u
 import numpy as np
 
 from .bulk import bulk_star_distances
-from .cluster import ClusterDistance
+from .cluster import DETECTION_THRESHOLD, MAX_DISPERSION, ClusterDistance
 from .columns import check_table_file, column_values, read_table, write_table
 from .compilation import default_compilation_cache, use_compilation_cache
 from .exceptions import GaiadistError
@@ -151,6 +151,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="multiply every parallax_error by K before the fit (Gaia's "
         "catalogue errors are underestimated; default: %(default)g)",
+    )
+    cluster.add_argument(
+        "--detection-threshold",
+        type=float,
+        default=DETECTION_THRESHOLD,
+        metavar="NATS",
+        help="the astrometric model's test for a cluster: below this log "
+        "likelihood ratio over the field alone, or with a velocity dispersion "
+        f"above {MAX_DISPERSION:g} km/s at the mode, there is no cluster and "
+        "nothing is sampled (default: %(default)g nats)",
+    )
+    cluster.add_argument(
+        "--sample-anyway",
+        action="store_true",
+        help="sample the cluster model even where the test finds no cluster",
     )
     cluster.add_argument("--progress", action="store_true", help="show a progress bar")
     cluster.add_argument(
@@ -497,6 +512,8 @@ def _cluster(args: argparse.Namespace) -> int:
         proper_motion_guess=motion,
         parallax_systematic=args.parallax_systematic * u.mas,
         parallax_error_scale=args.parallax_error_scale,
+        detection_threshold=None if args.sample_anyway else args.detection_threshold,
+        max_dispersion=None if args.sample_anyway else MAX_DISPERSION * u.km / u.s,
     )
     if args.parallax_range is not None:
         _check_range(args.parallax_range)
@@ -523,15 +540,25 @@ def _cluster(args: argparse.Namespace) -> int:
     _say(f"{fit.model} model, {args.method} fit of {used} stars in {elapsed:.1f} s")
     summary = fit.summary()
     summary.meta["gaiadist"]["input"] = str(args.input)
-    _say(_formatted(summary))
-    _say(
-        f"members: {summary.meta['n_members']} stars with p_member > 0.5; sum "
-        f"of membership probabilities {summary.meta['sum_p_member']:.1f}"
-    )
+    if fit.detected:
+        _say(_formatted(summary))
+        if fit.detection is not None:
+            _say(
+                f"detection: log likelihood ratio {fit.detection:.1f} nats over "
+                "the field alone"
+            )
+        _say(
+            f"members: {summary.meta['n_members']} stars with p_member > 0.5; "
+            f"sum of membership probabilities {summary.meta['sum_p_member']:.1f}"
+        )
+    else:
+        _say(f"NO CLUSTER: {fit.problems()[0]}; the distances are the field's")
     write_table(fit.table, output, overwrite=args.overwrite)
     write_table(summary, summary_path, overwrite=args.overwrite)
     _say(f"wrote {summary_path} and {output}")
-    if args.plots:
+    if args.plots and not fit.detected:
+        _say("no figures: there is no cluster to draw")
+    elif args.plots:
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
         _save_figures(_cluster_figures(fit, folder, seed=args.seed))
@@ -639,9 +666,9 @@ def _survey(args: argparse.Namespace) -> int:
     sizes = [
         c for c in ("r50", "approx_size") if np.any(np.isfinite(np.asarray(out[c])))
     ]
-    view = out[["name", "status", "D", "D_sd", *sizes, "Q", "n_members"]]
+    view = out[["name", "status", "detection", "D", "D_sd", *sizes, "Q", "n_members"]]
     view["r_hat_max"] = out["r_hat_max"]
-    for name in ("D", "D_sd", *sizes, "Q"):
+    for name in ("detection", "D", "D_sd", *sizes, "Q"):
         view[name].info.format = ".4g"
     view["r_hat_max"].info.format = ".3f"
     _say(view)
@@ -649,7 +676,8 @@ def _survey(args: argparse.Namespace) -> int:
     fitted = len(status) - status.count("failed")
     _say(
         f"{fitted} fitted, {status.count('failed')} failed, "
-        f"{status.count('unconverged')} of the fitted with convergence warnings"
+        f"{status.count('unconverged')} of the fitted with convergence warnings, "
+        f"{status.count('no cluster')} with no cluster found"
     )
     for row in out[out["status"] == "failed"]:
         _say(f"  {row['name']}: {row['message']}")

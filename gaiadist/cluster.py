@@ -136,6 +136,13 @@ QUADRATURE_LIMIT = 0.2
 #: A second mode with more than this share of the best one's posterior mass
 #: makes the fit warn.
 RIVAL_LIMIT = 0.01
+#: The astrometric model's detection threshold (nats): below it, the log
+#: likelihood ratio of the model with a cluster to the field's alone, each
+#: at its mode, says there is no cluster. See ``ClusterDistance``.
+DETECTION_THRESHOLD = 20.0
+#: The largest velocity dispersion (km/s) of a cluster at the astrometric
+#: model's mode: a broader component is a population of the field.
+MAX_DISPERSION = 5.0
 
 
 def default_priors() -> dict[str, dist.Distribution]:
@@ -205,6 +212,25 @@ class ClusterDistance:
         external errors 1.1 to 1.7 times the catalogue's, depending on G,
         and El-Badry et al. (2021) a similar factor from wide binaries. The
         factor is recorded in ``meta``.
+    detection_threshold : float or None, optional
+        The astrometric model's test for a cluster, in nats:
+        `DETECTION_THRESHOLD` by default. After the mode search the fit
+        compares the log likelihood of the model with a cluster, at its
+        mode, with that of the field alone (every star a field star, its
+        proper motion mixture and ``L`` refitted). Below the threshold there
+        is no cluster: nothing is sampled, the summary's values are NaN,
+        every ``p_member`` is 0, the stars' distances are the field's, and
+        the fit warns. The statistic is ``fit.detection`` and in ``meta``.
+        None samples whatever the statistic (it is still computed). The
+        parallax-only model has no such test yet.
+    max_dispersion : `~astropy.units.Quantity` or None, optional
+        The second half of the test: where the cluster's velocity
+        dispersion at the mode is above this (`MAX_DISPERSION`, 5 km/s, by
+        default), the component the fit found is a population of the field
+        (nearby disc stars, whose proper motions the field's mixture, the
+        same at every distance, cannot follow), not a cluster, and there is
+        no cluster as above. Open clusters' dispersions are below about
+        3 km/s. None turns this half off.
 
     Examples
     --------
@@ -224,6 +250,8 @@ class ClusterDistance:
         num_draws: int = 200,
         parallax_systematic: u.Quantity | None = PARALLAX_SYSTEMATIC,
         parallax_error_scale: float = 1.0,
+        detection_threshold: float | None = DETECTION_THRESHOLD,
+        max_dispersion: u.Quantity | None = MAX_DISPERSION * u.km / u.s,
     ) -> None:
         if method not in _METHODS:
             raise InputError(f"method must be one of {_METHODS}, not {method!r}")
@@ -273,6 +301,24 @@ class ClusterDistance:
                 f"{parallax_error_scale!r}"
             )
         self.parallax_error_scale = scale
+        if detection_threshold is not None:
+            try:
+                detection_threshold = float(detection_threshold)
+            except (TypeError, ValueError):
+                detection_threshold = math.nan
+            if not np.isfinite(detection_threshold):
+                raise InputError(
+                    "detection_threshold must be a number of nats or None, not "
+                    f"{detection_threshold!r}"
+                )
+        self.detection_threshold = detection_threshold
+        self.max_dispersion = None
+        if max_dispersion is not None:
+            self.max_dispersion = float(
+                quantity_values(max_dispersion, u.km / u.s, "max_dispersion")
+            )
+            if not self.max_dispersion > 0:
+                raise InputError("max_dispersion must be positive")
         self._cache = {}
 
     def fit(
@@ -557,6 +603,8 @@ class ClusterDistance:
             modes=modes,
             model=job.model,
             parallax_systematic=self.parallax_systematic,
+            detection=(extra or {}).get("detection_nats"),
+            detected=(extra or {}).get("detected", True),
         )
         extra = dict(extra or {})
         if job.model == "astrometric":
@@ -618,6 +666,8 @@ class ClusterDistance:
             num_samples=num_samples,
             num_chains=num_chains,
             num_draws=self.num_draws,
+            detection_threshold=self.detection_threshold,
+            max_dispersion=self.max_dispersion,
             progress=progress,
         )
         if not np.any(np.isfinite(result.log_p)):
@@ -655,6 +705,13 @@ class ClusterDistance:
                 "field_gaussians": [int(on) for on in result.field_on],
                 "field_only_stars": result.field_only,
                 "field_only_p_member_max": result.field_only_p_max,
+                "detection_nats": result.detection,
+                "field_alone_L_pc": math.exp(result.field_alone_log_l),
+                "mode_dispersion_km_s": result.mode_dispersion,
+                "mode_r50_pc": result.mode_r50,
+                "max_dispersion_km_s": self.max_dispersion,
+                "detection_threshold_nats": self.detection_threshold,
+                "detected": result.detected,
             },
         )
 
@@ -920,6 +977,15 @@ class ClusterFit:
         Standard deviation (mas) of the parallax offset shared by the
         cluster's stars, included in ``samples["D"]`` (0: left out);
         ``samples["D_stat"]`` is the statistical part alone.
+    detection : float or None
+        For the astrometric model: the log likelihood ratio (nats) of the
+        model with a cluster to the field's alone, each at its mode; None
+        for the parallax-only model, which has no such test.
+    detected : bool
+        False where ``detection`` was below the threshold
+        (``ClusterDistance(detection_threshold=...)``): there is no cluster,
+        nothing was sampled, ``samples`` are NaN, the summary's values NaN
+        and every ``p_member`` 0.
     """
 
     def __init__(
@@ -937,6 +1003,8 @@ class ClusterFit:
         modes=None,
         model="parallax",
         parallax_systematic=0.0,
+        detection=None,
+        detected=True,
     ):
         self.table = table
         self.samples = samples
@@ -950,6 +1018,8 @@ class ClusterFit:
         self.modes = modes
         self.model = model
         self.parallax_systematic = parallax_systematic
+        self.detection = detection
+        self.detected = bool(detected)
 
     def posterior_predictive(self, num_draws: int = 100, *, seed: int = 0) -> QTable:
         """Parallaxes simulated from the fitted model, star by star.
@@ -1026,22 +1096,34 @@ class ClusterFit:
             (``hdi_3%``, ``hdi_97%``), bulk and tail effective sample sizes
             (whole numbers; -1 where undefined) and ``r_hat``, from ArviZ.
             Its ``meta`` holds ``n_members`` (stars with ``p_member > 0.5``),
-            ``sum_p_member`` and the fit's provenance (``meta["gaiadist"]`` of `table`:
-            settings, priors, the cut, the zero point, package versions).
+            ``sum_p_member``, ``detection`` and ``detected`` (see
+            `ClusterFit`) and the fit's provenance (``meta["gaiadist"]`` of
+            `table`: settings, priors, the cut, the zero point, package
+            versions). Where no cluster was detected every value is NaN and
+            every effective sample size -1.
         """
-        az = _import_arviz()
-        frame = az.summary(self.to_arviz(), var_names=list(self._rows), hdi_prob=0.94)
         out = Table()
-        out["parameter"] = list(frame.index)
-        out["unit"] = [_UNITS.get(k, "") for k in frame.index]
-        for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"):
-            out[col] = np.asarray(frame[col], dtype=float)
+        out["parameter"] = list(self._rows)
+        out["unit"] = [_UNITS.get(k, "") for k in self._rows]
+        columns = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat")
+        if self.detected:
+            az = _import_arviz()
+            frame = az.summary(
+                self.to_arviz(), var_names=list(self._rows), hdi_prob=0.94
+            )
+            for col in columns:
+                out[col] = np.asarray(frame.loc[list(self._rows), col], dtype=float)
+        else:  # no cluster: nothing was sampled
+            for col in columns:
+                out[col] = np.full(len(out), np.nan)
         for col in ("ess_bulk", "ess_tail"):  # -1 where ArviZ has no value
             ess = out[col]
             out[col] = np.where(np.isfinite(ess), np.round(ess), -1).astype(np.int64)
         p_member = np.asarray(self.table["p_member"], dtype=float)
         out.meta["n_members"] = int(np.count_nonzero(p_member > 0.5))
         out.meta["sum_p_member"] = float(np.nansum(p_member))
+        out.meta["detection"] = self.detection
+        out.meta["detected"] = self.detected
         out.meta["gaiadist"] = copy.deepcopy(self.table.meta.get("gaiadist", {}))
         return out
 
@@ -1054,8 +1136,11 @@ class ClusterFit:
         over the draws (`quadrature_check` > 0.2 nats) and another mode of
         the mode search, at a distinct D, with more than `RIVAL_LIMIT` of the
         sampled mode's posterior mass, and a shared parallax systematic that
-        leaves D without an upper bound. `fit` warns with these.
+        leaves D without an upper bound. `fit` warns with these. Where no
+        cluster was detected, that alone.
         """
+        if not self.detected:
+            return [self._no_cluster_message()]
         summary = self.summary()
         problems = []
         bad_rhat = summary["parameter"][summary["r_hat"] > RHAT_LIMIT]
@@ -1128,7 +1213,37 @@ class ClusterFit:
             for _, (share, d, where) in sorted(rivals.items())
         ]
 
+    def _no_cluster_message(self) -> str:
+        meta = self.table.meta["gaiadist"]["cluster_distance"]
+        threshold = meta["detection_threshold_nats"]
+        if threshold is not None and not self.detection >= threshold:
+            why = (
+                "the stars are as well explained by the field alone (log "
+                "likelihood ratio of the model with a cluster "
+                f"{self.detection:.1f} nats, below the threshold of {threshold:g})"
+            )
+        else:
+            why = (
+                "the component the fit found is a population of the field, not a "
+                f"cluster (velocity dispersion {meta['mode_dispersion_km_s']:.3g} "
+                f"km/s, above {meta['max_dispersion_km_s']:g}; r50 "
+                f"{meta['mode_r50_pc']:.3g} pc)"
+            )
+        return (
+            f"no cluster: {why}, so nothing was sampled and the cluster's "
+            "parameters are NaN"
+        )
+
     def _warn_if_unconverged(self) -> None:
+        if not self.detected:
+            warnings.warn(
+                self._no_cluster_message()
+                + ". Give detection_threshold=None and max_dispersion=None to "
+                "sample anyway.",
+                GaiadistWarning,
+                stacklevel=3,
+            )
+            return
         problems = self.problems()
         if problems:
             warnings.warn(
@@ -1141,6 +1256,11 @@ class ClusterFit:
             )
 
     def __repr__(self) -> str:
+        if not self.detected:
+            return (
+                f"<ClusterFit model={self.model!r} stars={len(self.table)} "
+                f"no cluster (detection {self.detection:.1f} nats)>"
+            )
         size = "r50" if self.model == "astrometric" else "approx_size"
         d, r, q = (self.samples[k] for k in ("D", size, "Q"))
         return (

@@ -73,6 +73,7 @@ RESULT_COLUMNS = {
     "model": None,
     "n_stars": None,
     "n_used": None,
+    "detection": None,
     "D": u.pc,
     "D_sd": u.pc,
     "D_lo": u.pc,
@@ -106,8 +107,8 @@ RESULT_COLUMNS = {
 #: the astrometric model's).
 _POPULATION_ROWS = ("D", "approx_size", "r50", "pmra", "pmdec", "dispersion", "L", "Q")
 # 2: one zero-point rule (apply_zeropoint); 3: the astrometric model;
-# 4: D with the shared parallax systematic
-_CHECKPOINT_VERSION = 4
+# 4: D with the shared parallax systematic; 5: the detection test
+_CHECKPOINT_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -224,8 +225,11 @@ def survey(
     `~astropy.table.QTable`
         The input rows and columns, in order, followed by `RESULT_COLUMNS`:
         ``status`` (``"ok"``, ``"unconverged"`` when the fit warned about
-        r_hat, ESS, divergences or its quadrature, or ``"failed"``),
-        ``message`` (the error, or the fit's warnings), the posterior mean
+        r_hat, ESS, divergences or its quadrature, ``"no cluster"`` when the
+        astrometric model's detection test found none, with NaN parameters,
+        or ``"failed"``), ``message`` (the error, or the fit's warnings),
+        ``detection`` (`ClusterFit.detection`, nats; NaN for the
+        parallax-only model), the posterior mean
         and sd of ``D``, ``approx_size`` (parallax-only model), ``r50``,
         ``pmra``, ``pmdec``, ``dispersion`` (astrometric model; NaN where the
         model has none), ``L`` and ``Q``, ``D_lo`` and
@@ -529,16 +533,22 @@ def _row(fit, n_stars, caught, settings, seconds) -> tuple[dict, Table]:
         if (
             issubclass(w.category, GaiadistWarning)
             and "may not have converged" not in text
+            and not text.startswith("no cluster:")
             and text not in notes
         ):
             notes.append(text)
     p = np.asarray(fit.table["p_member"], dtype=float)
+    if not fit.detected:
+        status = "no cluster"
+    else:
+        status = "unconverged" if problems else "ok"
     out = {
-        "status": "unconverged" if problems else "ok",
+        "status": status,
         "message": " | ".join(notes),
         "model": fit.model,
         "n_stars": int(n_stars),
         "n_used": int(np.count_nonzero(np.isfinite(p))),
+        "detection": math.nan if fit.detection is None else float(fit.detection),
         "D_lo": float(by_name["D"]["hdi_3%"]),
         "D_hi": float(by_name["D"]["hdi_97%"]),
         "D_stat_sd": float(by_name["D_stat"]["sd"]),

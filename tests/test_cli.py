@@ -335,6 +335,18 @@ def test_cluster_command_saves_its_summary_and_every_row(tmp_path, capsys):
     assert (tmp_path / "q_summary.ecsv").exists()
 
 
+def test_cluster_command_says_when_there_is_no_cluster(tmp_path, capsys):
+    path = _small_field(tmp_path, fraction=0.0)
+    out = tmp_path / "null_members.ecsv"
+    with pytest.warns(Warning, match="no cluster: "):
+        assert main(["cluster", str(path), "-o", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "NO CLUSTER: no cluster: " in printed and "D  " not in printed
+    summary = QTable.read(tmp_path / "null_summary.ecsv")
+    assert summary.meta["detected"] is False and np.all(np.isnan(summary["mean"]))
+    assert len(read_gaia(out)) == 400
+
+
 @pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
 def test_same_seed_gives_byte_identical_files(tmp_path):
     path = _small_field(tmp_path)

@@ -9,8 +9,23 @@ import pytest
 from astropy.table import QTable
 from scipy import optimize, stats
 
-from gaiadist import ClusterDistance, DistanceFlag, InputError, apply_zeropoint
-from gaiadist.astrometric import astrometric_stars, footprint_of, membership
+from gaiadist import (
+    ClusterDistance,
+    DistanceFlag,
+    InputError,
+    StarDistance,
+    apply_zeropoint,
+)
+from gaiadist.astrometric import (
+    astrometric_stars,
+    distance_integrals,
+    distance_series,
+    footprint_of,
+    log_likelihood,
+    membership,
+)
+from gaiadist.astrometric_model import field_only_log_likelihood
+from gaiadist.cluster import DETECTION_THRESHOLD
 from gaiadist.simulate import cluster_field, true_parameters
 
 
@@ -70,6 +85,25 @@ def test_recovers_the_simulated_cluster(simulated):
     # The sampled members: as many as the truth, within the binomial noise.
     p = np.asarray(fit.table["p_member"])
     assert abs(p.sum() - truth["n_members"]) < 3 * np.sqrt(len(p) * 0.15 * 0.85)
+    # 375 members: far above the detection threshold.
+    assert fit.detected and fit.detection > 10 * DETECTION_THRESHOLD
+    assert fit.summary().meta["detection"] == fit.detection
+
+
+def test_the_field_alone_is_the_mixture_without_its_cluster(simulated):
+    """The detection test's field model: the mixture's likelihood with Q -> 0."""
+    stars, _, _ = simulated
+    data, flag = astrometric_stars(stars, footprint_of(stars))
+    params = true_parameters(stars.meta["truth"])
+    with jax.enable_x64(True):
+        series = distance_series(
+            lambda log_l: distance_integrals(log_l, data), params["log_L"], 1.0
+        )
+        for shift in (-0.5, 0.0, 0.3):  # L away from the series' centre too
+            moved = dict(params, log_L=params["log_L"] + shift)
+            alone = float(field_only_log_likelihood(moved, data, series))
+            mixture = float(log_likelihood(dict(moved, Q=1e-300), data))
+            assert alone == pytest.approx(mixture, abs=1e-6 * abs(mixture))
 
 
 def test_membership_is_as_good_as_the_truths(simulated):
@@ -123,6 +157,30 @@ def test_rows_without_proper_motions_are_flagged_not_dropped():
     assert np.count_nonzero(flag == 0) == 598
 
 
+def test_a_field_without_a_cluster_says_so():
+    """No cluster among 600 field stars: no draws, NaN summary, field distances."""
+    stars = apply_zeropoint(cluster_field(600, fraction=0.0, seed=5))
+    with pytest.warns(Warning, match="no cluster: the stars are as well") as caught:
+        fit = ClusterDistance().fit(stars, num_warmup=100, num_samples=100)
+    assert not [w for w in caught if "may not have converged" in str(w.message)]
+    assert not fit.detected and fit.detection < DETECTION_THRESHOLD
+    assert "no cluster" in repr(fit) and fit.problems()[0].startswith("no cluster")
+    summary = fit.summary()
+    assert np.all(np.isnan(summary["mean"])) and np.all(summary["ess_bulk"] == -1)
+    assert summary.meta["detected"] is False and summary.meta["n_members"] == 0
+    assert np.all(fit.samples["D"].shape == (2, 100)) and fit.diverging.sum() == 0
+    out = fit.table
+    assert np.all(np.asarray(out["p_member"]) == 0)
+    # Each star's distance is the field's alone: its EDSD posterior with the
+    # field's L.
+    meta = out.meta["gaiadist"]["cluster_distance"]
+    alone = StarDistance(length_scale=meta["field_alone_L_pc"] * u.pc).fit(stars)
+    for name in ("r_lo", "r_med", "r_hi"):
+        np.testing.assert_allclose(out[name], alone[name], rtol=1e-3)
+    assert meta["detected"] is False
+    assert meta["detection_threshold_nats"] == DETECTION_THRESHOLD
+
+
 @pytest.mark.filterwarnings("ignore:the table has no 'parallax_corrected'")
 def test_model_choice_and_bad_input_are_clear():
     stars = QTable(
@@ -141,6 +199,8 @@ def test_model_choice_and_bad_input_are_clear():
         ClusterDistance(proper_motion_guess=[1.0, 2.0, 3.0] * u.mas / u.yr)
     with pytest.raises(InputError, match="unknown prior 'r_50'"):
         ClusterDistance(priors={"r_50": None})
+    with pytest.raises(InputError, match="detection_threshold must be a number"):
+        ClusterDistance(detection_threshold="high")
 
 
 def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
