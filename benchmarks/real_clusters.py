@@ -1,7 +1,7 @@
 """The cluster model on the real fields of ../shared/data/clusters, against HR23.
 
 Usage: python benchmarks/real_clusters.py [--model astrometric|parallax]
-       [--only NAME,NAME] [--out table.ecsv] [--without-cluster]
+       [--only NAME,NAME] [--out table.ecsv]
 
 Fits every field of the folder with `ClusterDistance` (zero point applied,
 every star used, default settings) and prints, per cluster, the fitted
@@ -21,10 +21,8 @@ beside Hunt & Reffert's (2023), and at the end the scores of issue 19:
 
 and the fit's wall time and stars per second.
 
-With ``--without-cluster``, each field loses its cluster first: every star
-within 5 sigma of HR23's proper motion centre (`pm_distance2`), and the
-fits are scored only by the detection test, which should then find no
-cluster (unless the field holds another one).
+(``benchmarks/detection.py`` runs the detection test on the same fields with
+their clusters cut out.)
 """
 
 import argparse
@@ -69,7 +67,6 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--without-cluster", action="store_true")
     args = parser.parse_args()
     catalogue = Table.read(DATA / "clusters.ecsv")
     if args.only:
@@ -84,8 +81,6 @@ def main() -> None:
         f"{'ref':>7s} {'n_mem':>5s} {'n_ref':>5s} {'contam':>6s} {'det':>6s} "
         f"{'s':>5s} warn"
     )
-    if args.without_cluster:
-        return without_cluster(catalogue, model)
     print(header)
     for ref in catalogue:
         stars = apply_zeropoint(Table.read(DATA / ref["file"]))
@@ -166,31 +161,6 @@ def main() -> None:
         print(f"  {row['name']}: {row['problems']}")
     if args.out:
         table.write(args.out, overwrite=True)
-
-
-def without_cluster(catalogue, model) -> None:
-    """Fit each field without its cluster's stars; print the detection test."""
-    print(f"{'cluster':13s} {'stars':>6s} {'removed':>7s} {'det':>7s} found  {'s':>5s}")
-    rows = []
-    for ref in catalogue:
-        stars = apply_zeropoint(Table.read(DATA / ref["file"]))
-        near = pm_distance2(stars, ref) < 25.0
-        stars = stars[~near]
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = model.fit(stars)
-        wall = time.perf_counter() - start
-        rows.append((ref["name"], fit.detection, fit.detected))
-        print(
-            f"{ref['name']:13s} {len(stars):6d} {int(near.sum()):7d} "
-            f"{fit.detection:7.1f} {'YES' if fit.detected else 'no':5s} {wall:5.1f}",
-            flush=True,
-        )
-    found = sum(r[2] for r in rows)
-    print(
-        f"\nno cluster found in {len(rows) - found}/{len(rows)} fields without theirs"
-    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from .astrometric import (
 )
 from .astrometric_model import (
     Layout,
-    data_log_likelihood,
     field_log_density,
     field_only_log_likelihood,
     log_density,
+    log_prior,
 )
 from .marginal import (
     _NEWTON_ITERATIONS,
@@ -276,13 +276,6 @@ class Sampler:
                 self._cache[key] = jax.jit(
                     field_modes, compiler_options=mode_search_options()
                 )
-            elif kind == "log_likelihood":
-
-                def log_l(x, stars, field_on, field_stars):
-                    params = dict(self.layout.unpack(x)[0], field_on=field_on)
-                    return data_log_likelihood(params, stars, field_stars)
-
-                self._cache[key] = jax.jit(log_l)
             elif kind == "series":
                 self._cache[key] = jax.jit(distance_integrals)
             elif kind == "odds":
@@ -530,9 +523,19 @@ class Sampler:
         series in ``ln L`` about the mode's. Returns the ratio (nats, the
         log likelihoods at the two modes) and the field's mode.
         """
-        with_cluster = float(
-            self._compiled("log_likelihood")(jnp.asarray(mode, dtype), *data)
+        # The log likelihood at the mode: the mode search's program, no step
+        # taken, less the prior.
+        part, on_, field_stars = data
+        k = starts.shape[0]
+        _, at_mode, _ = self._compiled("modes")(
+            jnp.broadcast_to(jnp.asarray(mode, dtype), starts.shape),
+            part,
+            jnp.broadcast_to(on_, (k, on_.shape[0])),
+            field_stars,
+            np.zeros(k, np.int32),
         )
+        prior = log_prior(jnp.asarray(mode, dtype), self.layout, on_)[1]
+        with_cluster = float(at_mode[0]) - float(prior)
         n = stars.plx.shape[0]
         padded = jax.tree.map(jnp.asarray, pad_stars(stars, padded_size(n), dtype))
         i = self.layout.index("log_L")

@@ -37,6 +37,7 @@ __all__ = [
     "field_log_density",
     "field_only_log_likelihood",
     "log_density",
+    "log_prior",
     "starting_points",
 ]
 
@@ -214,7 +215,7 @@ def log_density(
     terms and the quadratures, which cost the most. For a star whose
     cluster share is below ``e^-20`` the two differ by less than that.
     """
-    params, prior = _log_prior(x, layout, field_on)
+    params, prior = log_prior(x, layout, field_on)
     return prior + data_log_likelihood(params, stars, field_stars)
 
 
@@ -243,7 +244,7 @@ def field_log_density(
     all the stars' (`gaiadist.astrometric.distance_series`). The cluster's
     parameters in ``x`` keep their priors.
     """
-    params, prior = _log_prior(x, layout, field_on)
+    params, prior = log_prior(x, layout, field_on)
     return prior + field_only_log_likelihood(params, stars, distance)
 
 
@@ -256,13 +257,13 @@ def field_only_log_likelihood(
     return jnp.sum(stars.weight * rest) + distance.value(params["log_L"])
 
 
-def _log_prior(x, layout: Layout, field_on) -> tuple[dict, jax.Array]:
+def log_prior(x, layout: Layout, field_on) -> tuple[dict, jax.Array]:
     """The parameters of ``x`` and their log prior, the Jacobian included."""
     params, log_det = layout.unpack(x)
     if field_on is not None:
         params["field_on"] = field_on
-    log_prior = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
-    return params, log_prior + log_det
+    value = sum(layout.priors[k].log_prob(params[k]) for k in PARAMETERS)
+    return params, value + log_det
 
 
 def starting_points(

@@ -60,6 +60,7 @@ def corner_plot(fit, *, truth: dict | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    _needs_a_cluster(fit, "corner_plot")
     names = _ASTROMETRIC_CORNER if fit.model == "astrometric" else _CORNER
     summary = {row["parameter"]: row for row in fit.summary()}
     samples = np.column_stack([fit.samples[k].reshape(-1) for k in names])
@@ -116,6 +117,7 @@ def members_plot(fit):
 
     if fit.model != "astrometric":
         raise InputError("members_plot needs a fit of the astrometric model")
+    _needs_a_cluster(fit, "members_plot")
     table = fit.table
     p = column_values(table, "p_member", "")
     ok = np.isfinite(p)
@@ -267,6 +269,15 @@ def survey_plot(result: Table, reference: str | None = None):
     return fig
 
 
+def _needs_a_cluster(fit, name: str) -> None:
+    """Refuse a fit whose test found no cluster: it has no draws to draw."""
+    if not fit.detected:
+        raise InputError(
+            f"{name}: the fit found no cluster (detection {fit.detection:.1f} "
+            "nats; see fit.problems()), so it has no posterior to draw"
+        )
+
+
 def _mean_sd(mean: float, sd: float) -> str:
     """``mean ± sd`` with the sd to two significant digits, the mean to match."""
     if not (np.isfinite(sd) and sd > 0):
@@ -353,6 +364,7 @@ def predictive_plot(fit, *, num_draws: int = 50, seed: int = 0):
     """
     import matplotlib.pyplot as plt
 
+    _needs_a_cluster(fit, "predictive_plot")
     post = fit.posterior_predictive(num_draws, seed=seed)
     prior = fit.prior_predictive(num_draws, seed=seed)
     observed = post["parallax"].to_value(u.mas)

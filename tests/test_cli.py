@@ -58,8 +58,10 @@ def test_stars_command_with_the_bj21_prior(m67_path, tmp_path, capsys):
         assert "--prior bj21" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*outside the calibration")
 def test_stars_command_with_the_bj21_prior_on_every_cluster_field(tmp_path):
+    """Every real field (45-77 s on 2 cores; ``pytest -m slow``)."""
     files = sorted((Path(os.fspath(_M67)).parent / "clusters").glob("*.fits.gz"))
     if not files:
         pytest.skip("no cluster fields in ../shared/data/clusters")

@@ -337,8 +337,11 @@ def test_progress_bar_counts_every_chain(capsys):
     assert f"/{total}" in err
 
 
+@pytest.mark.slow
 def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
     """Field stars outnumber members 24 to 1, as in a wide cone around the Pleiades.
+
+    Slow (40 s; ``pytest -m slow``), as the astrometric model's.
 
     The parallax-only model (the astrometric one: in
     tests/test_cluster_astrometric.py).

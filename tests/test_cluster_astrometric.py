@@ -179,6 +179,10 @@ def test_a_field_without_a_cluster_says_so():
         np.testing.assert_allclose(out[name], alone[name], rtol=1e-3)
     assert meta["detected"] is False
     assert meta["detection_threshold_nats"] == DETECTION_THRESHOLD
+    from gaiadist import plotting
+
+    with pytest.raises(InputError, match="members_plot: the fit found no cluster"):
+        plotting.members_plot(fit)
 
 
 @pytest.mark.filterwarnings("ignore:the table has no 'parallax_corrected'")
@@ -203,8 +207,14 @@ def test_model_choice_and_bad_input_are_clear():
         ClusterDistance(detection_threshold="high")
 
 
+@pytest.mark.slow
 def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
-    """A Pleiades-like cluster, 5 % of 6,000 stars in a 1.5 deg cone, no hints."""
+    """A Pleiades-like cluster, 5 % of 6,000 stars in a 1.5 deg cone, no hints.
+
+    Slow (100-170 s on 2 cores, the largest field of the tests, whose size
+    alone takes the sampler's shortcut for certain field stars): run with
+    ``pytest -m slow``.
+    """
     stars = cluster_field(
         6000,
         distance=135 * u.pc,

@@ -262,16 +262,36 @@ def test_survey_of_real_fields_from_their_catalogue_folder(tmp_path, monkeypatch
     path.parent.mkdir()
     for name in small["file"]:
         os.symlink(CLUSTERS.parent / name, path.parent / name)
+    # The smallest field again, without the stars within 5 sigma of its
+    # cluster's proper motion (their errors and HR23's spread combined).
+    ref = small[0]
+    field = Table.read(CLUSTERS.parent / ref["file"])
+    pm = {k: np.asarray(field[k], float) for k in field.colnames if "pm" in k}
+    d = np.stack([pm["pmra"] - ref["pmra"], pm["pmdec"] - ref["pmdec"]])
+    e = np.stack([pm["pmra_error"], pm["pmdec_error"]])
+    a, c = e[0] ** 2 + ref["s_pmra"] ** 2, e[1] ** 2 + ref["s_pmdec"] ** 2
+    b = pm["pmra_pmdec_corr"] * e[0] * e[1]
+    m2 = (c * d[0] ** 2 - 2 * b * d[0] * d[1] + a * d[1] ** 2) / (a * c - b * b)
+    field[m2 >= 25].write(path.parent / "cut.fits")
+    small.add_row(ref)
+    small["name"] = [*small["name"][:2], "without its cluster"]
+    small["file"] = [*small["file"][:2], "cut.fits"]
     small.write(path)
     monkeypatch.chdir(tmp_path)
     out = survey(str(path), "out", num_warmup=100, num_samples=100)
-    assert list(out["status"]) != ["failed", "failed"], list(out["message"])
-    for row in out:
+    assert list(out["status"][:2]) != ["failed", "failed"], list(out["message"])
+    for row in out[:2]:
         assert row["status"] in ("ok", "unconverged"), row["message"]
+        assert row["detection"] > 50
         members = read_gaia(tmp_path / "out" / row["members_file"])
         assert members.meta["comments"] and "gaiadist" in members.meta
     np.testing.assert_array_equal(out["n_stars"], small["n_stars"])
-    np.testing.assert_array_equal(out["fit_n_stars"], small["rows"])
+    np.testing.assert_array_equal(out["fit_n_stars"][:2], small["rows"][:2])
+    cut = out[-1]
+    assert cut["status"] == "no cluster" and cut["message"].startswith("no cluster:")
+    assert cut["detection"] < 20 and np.isnan(cut["D"]) and cut["n_members"] == 0
+    members = read_gaia(tmp_path / "out" / cut["members_file"])
+    assert np.all(members["p_member"] == 0)
 
 
 def test_a_cluster_whose_members_cannot_be_written_fails_alone(
