@@ -30,6 +30,23 @@ def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_gaiadist_jax_cache", ""), ignore_errors=True)
 
 
+#: Short chains for command-line tests of the cluster fit.
+FAST = ["--num-warmup", "100", "--num-samples", "100"]
+
+
+def small_field(tmp_path, n=400, **kwargs):
+    """A simulated cluster field of ``n`` stars (300 pc), written to a FITS file."""
+    import astropy.units as u
+
+    from gaiadist.columns import write_table
+    from gaiadist.simulate import cluster_field
+
+    stars = cluster_field(n, distance=300 * u.pc, size=3 * u.pc, seed=1, **kwargs)
+    path = tmp_path / "field.fits"
+    write_table(stars, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def m67_path():
     """The real Gaia DR3 M67 field; tests using it skip when it is absent."""

@@ -8,8 +8,8 @@ from astropy.table import QTable, Table
 
 from gaiadist import read_gaia
 from gaiadist.cli import main
-from gaiadist.columns import write_table
 
+from .conftest import FAST, small_field
 from .conftest import M67_PATH as _M67
 
 
@@ -130,44 +130,6 @@ def test_query_command_writes_the_cone(tmp_path, capsys, monkeypatch):
 
 
 # Short chains: this test is about the command, not the sampler's convergence.
-@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
-def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
-    import astropy.units as u
-
-    from gaiadist.simulate import cluster_field
-
-    stars = cluster_field(1500, distance=250 * u.pc, size=3 * u.pc, seed=4)
-    path = tmp_path / "field.ecsv"
-    stars.write(path)
-    out = tmp_path / "members.fits"
-    figures = tmp_path / "figures"
-    draws = ["--num-warmup", "300", "--num-samples", "300"]
-    args = ["cluster", str(path), "-o", str(out), "--seed", "2", *draws]
-    assert main([*args, "--plots", str(figures)]) == 0
-    printed = capsys.readouterr().out
-    assert "marginal fit of 1500 stars" in printed
-    for name in ("corner", "predictive", "cmd"):
-        assert (figures / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-
-    line = next(x for x in printed.splitlines() if x.split()[:2] == ["D", "pc"])
-    assert abs(float(line.split()[2]) - 250) < 5
-    got = read_gaia(out)
-    assert got.meta["truth"]["D"] == 250  # nested metadata survives FITS
-    assert len(got) == 1500 and {"p_member", "r_med", "zpt"} <= set(got.colnames)
-    np.testing.assert_array_equal(got["source_id"], stars["source_id"])
-    bad = ["cluster", str(path), "-o", str(tmp_path / "x.ecsv")]
-    assert main([*bad, "--distance-guess", "far"]) == 2
-    assert "--distance-guess 'far'" in capsys.readouterr().err
-    # Without photometry there is no colour-magnitude diagram to draw.
-    bare = tmp_path / "bare.ecsv"
-    stars["source_id", "parallax", "parallax_error"].write(bare)
-    plain = tmp_path / "plain"
-    with pytest.warns(Warning, match="zero point was"):
-        args = ["cluster", str(bare), "--plots", str(plain), *draws]
-        assert main([*args, "-o", str(tmp_path / "plain.ecsv")]) == 0
-    assert sorted(p.name for p in plain.iterdir()) == ["corner.png", "predictive.png"]
-
-
 def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
     folder = tmp_path / "demo"
     # A quarter of the default stars: the same pipeline, in less of CI's time.
@@ -292,78 +254,6 @@ def test_use_compilation_cache_keeps_a_folder_already_set(tmp_path):
     assert not (tmp_path / "mine").exists()
 
 
-def _small_field(tmp_path, n=400, **kwargs):
-    import astropy.units as u
-
-    from gaiadist.simulate import cluster_field
-
-    stars = cluster_field(n, distance=300 * u.pc, size=3 * u.pc, seed=1, **kwargs)
-    path = tmp_path / "field.fits"
-    write_table(stars, path)
-    return path
-
-
-FAST = ["--num-warmup", "100", "--num-samples", "100"]
-
-
-@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
-def test_cluster_command_saves_its_summary_and_every_row(tmp_path, capsys):
-    path = _small_field(tmp_path)
-    out = tmp_path / "run" / "m_members.ecsv"
-    out.parent.mkdir()
-    args = ["cluster", str(path), "-o", str(out), "--parallax-range", "0.5", "10"]
-    assert main([*args, *FAST]) == 0
-    printed = capsys.readouterr().out
-    assert "stars with p_member > 0.5" in printed
-    summary = QTable.read(tmp_path / "run" / "m_summary.ecsv")
-    assert list(summary["parameter"][:4]) == ["D", "r50", "pmra", "pmdec"]
-    assert summary["unit"][2] == "mas / yr"
-    record = summary.meta["gaiadist"]
-    assert record["cluster_distance"]["parallax_range_mas"] == [0.5, 10.0]
-    assert record["cluster_distance"]["num_samples"] == 100
-    assert record["input"] == str(path) and "zeropoint" in record
-    assert "versions" in record["cluster_distance"]
-    assert "ESS" not in printed and ".0 " not in printed.split("ess_tail")[1][:200]
-    members = read_gaia(out)
-    assert len(members) == 400  # every row, those outside the cut flagged
-    plx = members["parallax"].value
-    outside = ~((plx > 0.5) & (plx < 10))
-    assert outside.any() and np.all(members["r_flag"][outside] == 8)
-    assert np.all(np.isnan(members["p_member"][outside]))
-    # -q prints nothing and still writes both files.
-    quiet = tmp_path / "q_members.ecsv"
-    assert main(["-q", "cluster", str(path), "-o", str(quiet), *FAST]) == 0
-    assert capsys.readouterr().out == ""
-    assert (tmp_path / "q_summary.ecsv").exists()
-
-
-def test_cluster_command_says_when_there_is_no_cluster(tmp_path, capsys):
-    path = _small_field(tmp_path, fraction=0.0)
-    out = tmp_path / "null_members.ecsv"
-    with pytest.warns(Warning, match="no cluster: "):
-        assert main(["cluster", str(path), "-o", str(out), *FAST]) == 0
-    printed = capsys.readouterr().out
-    assert "NO CLUSTER: no cluster: " in printed and "D  " not in printed
-    summary = QTable.read(tmp_path / "null_summary.ecsv")
-    assert summary.meta["detected"] is False and np.all(np.isnan(summary["mean"]))
-    assert len(read_gaia(out)) == 400
-
-
-@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
-def test_same_seed_gives_byte_identical_files(tmp_path):
-    path = _small_field(tmp_path)
-    runs = [tmp_path / f"{name}_members.fits" for name in ("a", "b")]
-    for run in runs:
-        assert main(["-q", "cluster", str(path), "-o", str(run), *FAST]) == 0
-    assert runs[0].read_bytes() == runs[1].read_bytes()
-    summaries = [tmp_path / f"{name}_summary.ecsv" for name in ("a", "b")]
-    assert summaries[0].read_bytes() == summaries[1].read_bytes()
-    ecsv = [tmp_path / f"{name}.ecsv" for name in ("a", "b")]
-    for run, out in zip(runs, ecsv, strict=True):
-        write_table(read_gaia(run), out)
-    assert ecsv[0].read_bytes() == ecsv[1].read_bytes()
-
-
 @pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
 def test_one_zero_point_whatever_the_route(m67_path, tmp_path):
     from gaiadist import apply_zeropoint
@@ -387,7 +277,7 @@ def test_one_zero_point_whatever_the_route(m67_path, tmp_path):
 
 
 def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path, capsys):
-    path = _small_field(tmp_path, n=50)
+    path = small_field(tmp_path, n=50)
     cases = [
         (["stars", str(path), "--length-scale", "1.35"], "has no unit"),
         (["cluster", str(path), "--distance-guess", "900"], "has no unit"),
@@ -408,22 +298,6 @@ def test_bad_arguments_and_inputs_are_one_line_errors(tmp_path, capsys):
             assert message in err and len(err.strip().splitlines()) == 1, err
     finally:
         monkeypatch.undo()
-
-
-@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
-def test_masked_parallaxes_are_counted_as_numbers(tmp_path, capsys):
-    path = _small_field(tmp_path)
-    table = Table.read(path)
-    table = Table(table, masked=True)
-    table["parallax"].mask[:5] = True
-    masked = tmp_path / "masked.ecsv"
-    table.write(masked)
-    args = ["cluster", str(masked), "-o", str(tmp_path / "m.ecsv")]
-    with pytest.warns(Warning, match="5 of 400 rows cannot be used"):
-        assert main([*args, "--parallax-range", "0.5", "10", *FAST]) == 0
-    printed = capsys.readouterr().out
-    assert "—" not in printed
-    assert "selected " in printed and " of 400 stars" in printed
 
 
 def test_version_and_help_show_defaults(capsys):
