@@ -176,8 +176,9 @@ class AstrometricResult(NamedTuple):
     mode_dispersion, mode_r50 : float
         The cluster's velocity dispersion (km/s) and r50 (pc) at the mode.
     detected : bool
-        False where ``detection`` was below the threshold: then nothing
-        was sampled.
+        False where ``detection`` was below the threshold or the mode's
+        dispersion above the largest a cluster may have: then nothing was
+        sampled.
     """
 
     samples: dict

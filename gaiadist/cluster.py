@@ -983,7 +983,8 @@ class ClusterFit:
         for the parallax-only model, which has no such test.
     detected : bool
         False where ``detection`` was below the threshold
-        (``ClusterDistance(detection_threshold=...)``): there is no cluster,
+        (``ClusterDistance(detection_threshold=...)``) or the cluster's
+        velocity dispersion at the mode above ``max_dispersion``: there is no cluster,
         nothing was sampled, ``samples`` are NaN, the summary's values NaN
         and every ``p_member`` 0.
     """
