@@ -69,6 +69,7 @@ from .peak import ClusterGuess, proper_motion_peak
 from .population import constrain, log_density
 from .posterior import SIGMA_PROBS
 from .provenance import describe_distribution, record
+from .selection import ParallaxCut, pad_cut, parallax_cut
 from .stars import (
     DistanceFlag,
     _warn_flagged,
@@ -231,6 +232,14 @@ class ClusterDistance:
         same at every distance, cannot follow), not a cluster, and there is
         no cluster as above. Open clusters' dispersions are below about
         3 km/s. None turns this half off.
+    selection : bool, optional
+        Whether the likelihood accounts for the fit's ``parallax_range``
+        (True by default; parallax-only model): each star's likelihood is
+        divided by the fraction of the cluster and of the field that the cut
+        keeps at the star's parallax error (`gaiadist.selection`), so that
+        ``Q``, ``L`` and the memberships describe the populations before the
+        cut. False treats the cut sample as the whole field, as the
+        tutorial did (its published M67 table is reproduced so).
 
     Examples
     --------
@@ -252,6 +261,7 @@ class ClusterDistance:
         parallax_error_scale: float = 1.0,
         detection_threshold: float | None = DETECTION_THRESHOLD,
         max_dispersion: u.Quantity | None = MAX_DISPERSION * u.km / u.s,
+        selection: bool = True,
     ) -> None:
         if method not in _METHODS:
             raise InputError(f"method must be one of {_METHODS}, not {method!r}")
@@ -312,6 +322,7 @@ class ClusterDistance:
                     f"{detection_threshold!r}"
                 )
         self.detection_threshold = detection_threshold
+        self.selection = bool(selection)
         self.max_dispersion = None
         if max_dispersion is not None:
             self.max_dispersion = float(
@@ -382,6 +393,7 @@ class ClusterDistance:
             "num_samples": num_samples,
             "num_chains": num_chains,
             "parallax_range_mas": job.parallax_range,
+            "selection": self._selection_note(job),
         }
         return self._result(job, *result[:7], settings, *result[7:])
 
@@ -469,6 +481,7 @@ class ClusterDistance:
                 "num_samples": num_samples,
                 "num_chains": num_chains,
                 "parallax_range_mas": job.parallax_range,
+                "selection": self._selection_note(job),
                 "batch": len(jobs),
             }
             fits.append(self._result(job, *result[:7], settings, *result[7:]))
@@ -488,6 +501,7 @@ class ClusterDistance:
         plx_name, plx, err, flag = parallax_inputs(table)
         err = err * self.parallax_error_scale
         cut = ""
+        raw = None
         if parallax_range is not None:
             lo, hi = _parallax_range(parallax_range)
             raw = column_values(table, "parallax", u.mas)
@@ -518,6 +532,11 @@ class ClusterDistance:
         peak = None
         if all(c in table.colnames for c in _PEAK_COLUMNS):
             peak = proper_motion_peak(table[usable], parallax=plx_name)
+        selection = None
+        if raw is not None and self.selection and model == "parallax":
+            selection = parallax_cut(
+                *parallax_range, err[usable], shift=raw[usable] - plx[usable]
+            )
         return _Job(
             table,
             plx_name,
@@ -531,7 +550,18 @@ class ClusterDistance:
             model,
             stars,
             footprint,
+            selection,
         )
+
+    def _selection_note(self, job) -> str | None:
+        """How the fit took its ``parallax_range`` into account, for ``meta``."""
+        if job.parallax_range is None:
+            return None
+        if job.cut is not None:
+            return "parallax_range in the likelihood"
+        if not self.selection:
+            return "parallax_range not in the likelihood (selection=False)"
+        return "parallax_range not in the likelihood (astrometric model)"
 
     def _which_model(self, table) -> str:
         """The model for ``table``: the one asked for, or what its columns allow."""
@@ -720,7 +750,10 @@ class ClusterDistance:
         plx, err = job.plx[job.usable], job.err[job.usable]
         n = plx.shape[0]
         dtype = jnp.result_type(float)
-        data = padded_stars(plx, err, padded_size(n), dtype)
+        data = (
+            *padded_stars(plx, err, padded_size(n), dtype),
+            pad_cut(job.cut, padded_size(n), dtype),
+        )
         starts = self._starts(job)
         start = time.perf_counter()
         run, bar = self._compiled("nuts", dtype, num_warmup, num_samples, progress)
@@ -761,6 +794,12 @@ class ClusterDistance:
                 strict=True,
             )
         ]
+        cuts = [pad_cut(job.cut, size, dtype) for job in jobs]
+        data.append(
+            None
+            if cuts[0] is None
+            else jax.tree_util.tree_map(lambda *a: np.stack(a), *cuts)
+        )
         starts = np.stack([self._starts(job) for job in jobs])
         start = time.perf_counter()
         modes, log_p, hessians = (
@@ -889,11 +928,12 @@ class ClusterDistance:
         if key not in self._cache:
             priors = self.priors
 
-            def mode_search(starts, plx, err, weight):
-                return laplace(starts, plx, err, weight, priors)
+            def mode_search(starts, plx, err, weight, cut):
+                return laplace(starts, plx, err, weight, priors, cut)
 
             def density(x, data):
-                return log_density(x, *data, priors)
+                plx, err, weight, cut = data
+                return log_density(x, plx, err, weight, priors, cut)
 
             def to_values(x):
                 return constrain(x, priors)
@@ -1288,6 +1328,7 @@ class _Job(NamedTuple):
     model: str = "parallax"
     stars: AstrometricStars | None = None
     footprint: Footprint | None = None
+    cut: ParallaxCut | None = None
 
 
 def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:

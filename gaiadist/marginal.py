@@ -112,7 +112,7 @@ def padded_stars(plx, err, size: int, dtype):
     )
 
 
-def laplace(starts, plx, err, weight, priors):
+def laplace(starts, plx, err, weight, priors, cut=None):
     """Posterior modes from several starting points, by damped Newton steps.
 
     Parameters
@@ -126,6 +126,8 @@ def laplace(starts, plx, err, weight, priors):
         As for `log_density`.
     priors : dict
         The population priors.
+    cut : `~gaiadist.selection.ParallaxCut`, optional
+        The parallax cut that made the sample.
 
     Returns
     -------
@@ -138,11 +140,13 @@ def laplace(starts, plx, err, weight, priors):
     """
 
     def loss(x):
-        value = -log_density_terms(x, plx, err, weight, priors)[0]
+        value = -log_density_terms(x, plx, err, weight, priors, cut=cut)[0]
         return jnp.where(jnp.isnan(value), jnp.inf, value)
 
     def derivatives(x):
-        _, grad, hessian = log_density_terms(x, plx, err, weight, priors, order=2)
+        _, grad, hessian = log_density_terms(
+            x, plx, err, weight, priors, order=2, cut=cut
+        )
         return -hessian, -grad
 
     def search(x0):

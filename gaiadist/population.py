@@ -20,6 +20,10 @@ pass as the value, which is about half the work of automatic
 differentiation and compiles to a program a fraction of the size;
 `log_density` is the value with that gradient attached (a
 `jax.custom_jvp`), as NUTS needs it, and the mode search uses the Hessian.
+
+A parallax cut that made the sample (`gaiadist.selection`) adds one more
+term, each star's ``-ln(Q P_cluster + (1 - Q) P_field)``, whose derivatives
+are automatic.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_likelihood, fast_nodes
+from .selection import ParallaxCut, log_selected_fraction
 
 __all__ = [
     "POPULATION",
@@ -36,6 +41,7 @@ __all__ = [
     "log_density",
     "log_density_terms",
     "log_likelihood_terms",
+    "selection_log_likelihood",
     "transforms",
 ]
 
@@ -53,7 +59,7 @@ def constrain(x, priors):
     return jnp.stack([t(x[..., i]) for i, t in enumerate(transforms(priors))], axis=-1)
 
 
-def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
+def log_likelihood_terms(theta, plx, err, weight, order: int = 0, cut=None):
     """``sum_n weight_n ln p(plx_n | theta)`` and its first ``order`` derivatives.
 
     Parameters
@@ -65,6 +71,10 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
         for padding), shape ``(n,)``.
     order : {0, 1, 2}
         How many derivatives with respect to ``theta`` to return.
+    cut : `~gaiadist.selection.ParallaxCut`, optional
+        The parallax cut that made the sample: each star's likelihood is
+        then divided by the fraction of the mixture the cut keeps
+        (`selection_log_likelihood`).
 
     Returns
     -------
@@ -74,6 +84,37 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0):
         quadrature nodes are held fixed, as in
         `gaiadist.likelihood.log_marginal_likelihood_fast`.
     """
+    terms = _mixture_terms(theta, plx, err, weight, order)
+    if cut is None:
+        return terms
+
+    def selection(t):
+        return selection_log_likelihood(t, weight, cut)
+
+    extra = [selection(theta)]
+    if order >= 1:
+        extra.append(jax.grad(selection)(theta))
+    if order == 2:
+        extra.append(jax.hessian(selection)(theta))
+    return tuple(a + b for a, b in zip(terms, extra, strict=True))
+
+
+def selection_log_likelihood(theta, weight, cut: ParallaxCut):
+    """``-sum_n weight_n ln(Q P_cluster,n + (1 - Q) P_field,n)`` for the cut.
+
+    ``P`` is the fraction of each component that the parallax cut keeps, at
+    the star's parallax error and zero point
+    (`gaiadist.selection.log_selected_fraction`).
+    """
+    log_l, log_d, log_sigma, q = theta
+    cluster = log_selected_fraction(GaussianLogPrior(log_d, jnp.exp(log_sigma)), cut)
+    field = log_selected_fraction(EDSDLogPrior(log_l), cut)
+    kept = jnp.logaddexp(jnp.log(q) + cluster, jnp.log1p(-q) + field)
+    return -jnp.sum(weight * kept)
+
+
+def _mixture_terms(theta, plx, err, weight, order):
+    """`log_likelihood_terms` without a cut: the closed forms."""
     log_l, log_d, log_sigma, q = theta
     sigma = jnp.exp(log_sigma)
     cluster, field = GaussianLogPrior(log_d, sigma), EDSDLogPrior(log_l)
@@ -161,14 +202,15 @@ def _moment(weights, g, total):
     return jnp.sum(weights * g, axis=0)
 
 
-def log_density_terms(x, plx, err, weight, priors, order: int = 0):
+def log_density_terms(x, plx, err, weight, priors, order: int = 0, cut=None):
     """Log posterior (up to a constant) of the unconstrained ``x``, with derivatives.
 
     ``x`` maps to the parameters through `transforms` (each parameter its
     own bijection), so the likelihood's derivatives carry over by the chain
     rule with a diagonal Jacobian; the priors and the Jacobian's log
     determinant, four scalar terms, are differentiated automatically.
-    Returns a tuple as `log_likelihood_terms` does, in ``x``.
+    Returns a tuple as `log_likelihood_terms` does, in ``x``; ``cut`` as
+    there.
     """
     maps = transforms(priors)
 
@@ -183,7 +225,7 @@ def log_density_terms(x, plx, err, weight, priors, order: int = 0):
             )
         return total
 
-    terms = log_likelihood_terms(constrain(x, priors), plx, err, weight, order)
+    terms = log_likelihood_terms(constrain(x, priors), plx, err, weight, order, cut)
     value = scalar_terms(x) + terms[0]
     if order == 0:
         return (value,)
@@ -200,21 +242,23 @@ def log_density_terms(x, plx, err, weight, priors, order: int = 0):
     return value, grad, hessian
 
 
-def log_density(x, plx, err, weight, priors):
+def log_density(x, plx, err, weight, priors, cut=None):
     """Log posterior (up to a constant) of the unconstrained parameters ``x``.
 
-    ``weight`` is 1 for a star and 0 for padding. Differentiable with
-    respect to ``x`` only (by `log_density_terms`'s closed forms): the
-    stars are data.
+    ``weight`` is 1 for a star and 0 for padding; ``cut`` the parallax cut
+    that made the sample, if any. Differentiable with respect to ``x`` only
+    (by `log_density_terms`'s closed forms): the stars are data.
     """
 
     @jax.custom_jvp
     def value(x):
-        return log_density_terms(x, plx, err, weight, priors)[0]
+        return log_density_terms(x, plx, err, weight, priors, cut=cut)[0]
 
     @value.defjvp
     def value_jvp(primals, tangents):
-        out, grad = log_density_terms(primals[0], plx, err, weight, priors, order=1)
+        out, grad = log_density_terms(
+            primals[0], plx, err, weight, priors, order=1, cut=cut
+        )
         return out, grad @ tangents[0]
 
     return value(x)

@@ -1,3 +1,4 @@
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,21 +14,39 @@ M67_PATH = (
 )
 
 
+#: Where the test processes share one JAX compilation cache: set by the
+#: first process (pytest-xdist's controller, or pytest alone) for its workers.
+_SHARED_CACHE = "GAIADIST_TEST_JAX_CACHE"
+
+
 def pytest_configure(config):
-    """Give this run's JAX a compilation cache folder of its own.
+    """Give this run's JAX a compilation cache folder of its own, shared by its workers.
 
     The ``gaiadist`` command turns JAX's persistent compilation cache on, in
     ``~/.gaiadist/cache/jax`` unless the process already has a folder; the
-    CLI tests run it in this process, which must not write to the home folder.
+    CLI tests run it in this process, which must not write to the home
+    folder. Most of the tests' time is compilation, and pytest-xdist's
+    workers compile many of the same programs: with one folder, the second
+    worker loads what the first compiled. A size limit makes JAX lock the
+    folder (with filelock) while it reads and writes.
     """
     import jax
 
-    config._gaiadist_jax_cache = tempfile.mkdtemp(prefix="gaiadist-test-jax-")
-    jax.config.update("jax_compilation_cache_dir", config._gaiadist_jax_cache)
+    folder = os.environ.get(_SHARED_CACHE)
+    if folder is None:
+        folder = tempfile.mkdtemp(prefix="gaiadist-test-jax-")
+        os.environ[_SHARED_CACHE] = folder
+        config._gaiadist_jax_cache = folder
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_compilation_cache_max_size", 16 << 30)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(getattr(config, "_gaiadist_jax_cache", ""), ignore_errors=True)
+    folder = getattr(config, "_gaiadist_jax_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_SHARED_CACHE, None)
 
 
 #: Short chains for command-line tests of the cluster fit.
