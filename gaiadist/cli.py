@@ -153,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         "catalogue errors are underestimated; default: %(default)g)",
     )
     cluster.add_argument(
+        "--no-selection",
+        action="store_true",
+        help="fit the stars inside --parallax-range as if they were the whole "
+        "field (the tutorial's treatment); by default the parallax-only model's "
+        "likelihood accounts for the cut, so that Q and L describe the "
+        "populations before it",
+    )
+    cluster.add_argument(
         "--detection-threshold",
         type=float,
         default=DETECTION_THRESHOLD,
@@ -514,6 +522,7 @@ def _cluster(args: argparse.Namespace) -> int:
         parallax_error_scale=args.parallax_error_scale,
         detection_threshold=None if args.sample_anyway else args.detection_threshold,
         max_dispersion=None if args.sample_anyway else MAX_DISPERSION * u.km / u.s,
+        selection=not args.no_selection,
     )
     if args.parallax_range is not None:
         _check_range(args.parallax_range)

@@ -361,9 +361,12 @@ class ClusterDistance:
             catalogue's ``parallax``, as the tutorial cut M67). The other
             rows come back in ``fit.table`` with NaN results and the
             `~gaiadist.DistanceFlag` ``EXCLUDED`` bit in ``r_flag``; the cut
-            is recorded in ``meta``. The model does not yet account for the
-            cut: it describes the selected stars as if they were the whole
-            field.
+            is recorded in ``meta``. Give it also for a table cut before
+            (with the same bounds): the parallax-only model's likelihood
+            accounts for the cut (unless ``selection=False``), so that ``Q``
+            and ``L`` describe the populations before it. The astrometric
+            model does not yet: it describes the selected stars as if they
+            were the whole field (``meta`` says which).
         progress : bool, optional
             Show NumPyro's progress bar.
 

@@ -91,9 +91,10 @@ def log_likelihood_terms(theta, plx, err, weight, order: int = 0, cut=None):
     def selection(t):
         return selection_log_likelihood(t, weight, cut)
 
-    extra = [selection(theta)]
-    if order >= 1:
-        extra.append(jax.grad(selection)(theta))
+    if order == 0:
+        extra = [selection(theta)]
+    else:
+        extra = list(jax.value_and_grad(selection)(theta))
     if order == 2:
         extra.append(jax.hessian(selection)(theta))
     return tuple(a + b for a, b in zip(terms, extra, strict=True))

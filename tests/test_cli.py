@@ -268,9 +268,13 @@ def test_one_zero_point_whatever_the_route(m67_path, tmp_path):
     for command, out in files.items():
         args = [command, str(m67_path), "-o", str(out), "-q"]
         if command == "cluster":
-            args += ["--parallax-range", "0.2", "3", *FAST]
+            args += ["--parallax-range", "0.2", "3", "--no-selection", *FAST]
         assert main(args) == 0
         np.testing.assert_array_equal(read_gaia(out)["zpt"], want, err_msg=command)
+    record = read_gaia(files["cluster"]).meta["gaiadist"]["cluster_distance"]
+    assert (
+        record["selection"] == "parallax_range not in the likelihood (selection=False)"
+    )
     strict = tmp_path / "strict.ecsv"
     assert main(["zeropoint", str(m67_path), "-o", str(strict), "--strict", "-q"]) == 0
     assert np.count_nonzero(np.isnan(read_gaia(strict)["zpt"])) == 706

@@ -257,12 +257,11 @@ def test_survey_of_real_fields_from_their_catalogue_folder(tmp_path, monkeypatch
     members file; the catalogue's own ``n_stars`` (HR23 members) is kept.
     """
     catalogue = Table.read(CLUSTERS)
-    small = catalogue[np.argsort(catalogue["rows"])[:2]]
+    small = catalogue[np.argsort(catalogue["rows"])[:1]]
     path = tmp_path / "cat" / "clusters.ecsv"
     path.parent.mkdir()
-    for name in small["file"]:
-        os.symlink(CLUSTERS.parent / name, path.parent / name)
-    # The smallest field again, without the stars within 5 sigma of its
+    os.symlink(CLUSTERS.parent / small["file"][0], path.parent / small["file"][0])
+    # The same field again, without the stars within 5 sigma of its
     # cluster's proper motion (their errors and HR23's spread combined).
     ref = small[0]
     field = Table.read(CLUSTERS.parent / ref["file"])
@@ -274,19 +273,18 @@ def test_survey_of_real_fields_from_their_catalogue_folder(tmp_path, monkeypatch
     m2 = (c * d[0] ** 2 - 2 * b * d[0] * d[1] + a * d[1] ** 2) / (a * c - b * b)
     field[m2 >= 25].write(path.parent / "cut.fits")
     small.add_row(ref)
-    small["name"] = [*small["name"][:2], "without its cluster"]
-    small["file"] = [*small["file"][:2], "cut.fits"]
+    small["name"] = [small["name"][0], "without its cluster"]
+    small["file"] = [small["file"][0], "cut.fits"]
     small.write(path)
     monkeypatch.chdir(tmp_path)
     out = survey(str(path), "out", num_warmup=100, num_samples=100)
-    assert list(out["status"][:2]) != ["failed", "failed"], list(out["message"])
-    for row in out[:2]:
-        assert row["status"] in ("ok", "unconverged"), row["message"]
-        assert row["detection"] > 50
-        members = read_gaia(tmp_path / "out" / row["members_file"])
-        assert members.meta["comments"] and "gaiadist" in members.meta
+    row = out[0]
+    assert row["status"] in ("ok", "unconverged"), row["message"]
+    assert row["detection"] > 50
+    members = read_gaia(tmp_path / "out" / row["members_file"])
+    assert members.meta["comments"] and "gaiadist" in members.meta
     np.testing.assert_array_equal(out["n_stars"], small["n_stars"])
-    np.testing.assert_array_equal(out["fit_n_stars"][:2], small["rows"][:2])
+    assert out["fit_n_stars"][0] == small["rows"][0]
     cut = out[-1]
     assert cut["status"] == "no cluster" and cut["message"].startswith("no cluster:")
     assert cut["detection"] < 20 and np.isnan(cut["D"]) and cut["n_members"] == 0
