@@ -12,7 +12,12 @@ import astropy.units as u
 import numpy as np
 
 from .bulk import bulk_star_distances
-from .cluster import DETECTION_THRESHOLD, MAX_DISPERSION, ClusterDistance
+from .cluster import (
+    DETECTION_THRESHOLD,
+    MAX_DISPERSION,
+    MAX_RELATIVE_SIZE,
+    ClusterDistance,
+)
 from .columns import check_table_file, column_values, read_table, write_table
 from .compilation import default_compilation_cache, use_compilation_cache
 from .exceptions import GaiadistError
@@ -165,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DETECTION_THRESHOLD,
         metavar="NATS",
-        help="the astrometric model's test for a cluster: below this log "
-        "likelihood ratio over the field alone, or with a velocity dispersion "
-        f"above {MAX_DISPERSION:g} km/s at the mode, there is no cluster and "
-        "nothing is sampled (default: %(default)g nats)",
+        help="the test for a cluster: below this log likelihood ratio over "
+        "the field alone, or with a velocity dispersion above "
+        f"{MAX_DISPERSION:g} km/s at the mode (astrometric model) or a width "
+        f"of ln r above {MAX_RELATIVE_SIZE:g} (parallax-only model), there is "
+        "no cluster and nothing is sampled (default: %(default)g nats)",
     )
     cluster.add_argument(
         "--sample-anyway",
@@ -522,6 +528,7 @@ def _cluster(args: argparse.Namespace) -> int:
         parallax_error_scale=args.parallax_error_scale,
         detection_threshold=None if args.sample_anyway else args.detection_threshold,
         max_dispersion=None if args.sample_anyway else MAX_DISPERSION * u.km / u.s,
+        max_relative_size=None if args.sample_anyway else MAX_RELATIVE_SIZE,
         selection=not args.no_selection,
     )
     if args.parallax_range is not None:

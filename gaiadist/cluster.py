@@ -66,7 +66,12 @@ from .marginal import (
     whitening,
 )
 from .peak import ClusterGuess, proper_motion_peak
-from .population import constrain, log_density
+from .population import (
+    constrain,
+    field_log_likelihood,
+    log_density,
+    log_likelihood_terms,
+)
 from .posterior import SIGMA_PROBS
 from .provenance import describe_distribution, record
 from .selection import ParallaxCut, pad_cut, parallax_cut
@@ -144,6 +149,13 @@ DETECTION_THRESHOLD = 20.0
 #: The largest velocity dispersion (km/s) of a cluster at the astrometric
 #: model's mode: a broader component is a population of the field.
 MAX_DISPERSION = 5.0
+#: The largest width of a cluster's ``ln r`` (``approx_size / D``) at the
+#: parallax-only model's mode: a broader component is a population of the
+#: field, which the EDSD's one length scale does not follow.
+MAX_RELATIVE_SIZE = 0.2
+#: Length scales (pc) over which the field alone is maximised, on a grid.
+_FIELD_SCALES = (10.0, 1e5)
+_N_FIELD_SCALES = 48
 
 
 def default_priors() -> dict[str, dist.Distribution]:
@@ -223,7 +235,10 @@ class ClusterDistance:
         every ``p_member`` is 0, the stars' distances are the field's, and
         the fit warns. The statistic is ``fit.detection`` and in ``meta``.
         None samples whatever the statistic (it is still computed). The
-        parallax-only model has no such test yet.
+        parallax-only model (marginal method) makes the same test, the field
+        alone being the EDSD with its ``L`` refitted; without the cut in its
+        likelihood (``parallax_range`` and ``selection``) a cut field
+        imitates a cluster there.
     max_dispersion : `~astropy.units.Quantity` or None, optional
         The second half of the test: where the cluster's velocity
         dispersion at the mode is above this (`MAX_DISPERSION`, 5 km/s, by
@@ -232,6 +247,11 @@ class ClusterDistance:
         same at every distance, cannot follow), not a cluster, and there is
         no cluster as above. Open clusters' dispersions are below about
         3 km/s. None turns this half off.
+    max_relative_size : float or None, optional
+        The parallax-only model's second half: where the width of the
+        cluster's ``ln r`` at the mode (``approx_size / D``) is above this
+        (`MAX_RELATIVE_SIZE`, 0.2, by default), the component is a broad
+        population of the field, and there is no cluster. None turns it off.
     selection : bool, optional
         Whether the likelihood accounts for the fit's ``parallax_range``
         (True by default; parallax-only model): each star's likelihood is
@@ -261,6 +281,7 @@ class ClusterDistance:
         parallax_error_scale: float = 1.0,
         detection_threshold: float | None = DETECTION_THRESHOLD,
         max_dispersion: u.Quantity | None = MAX_DISPERSION * u.km / u.s,
+        max_relative_size: float | None = MAX_RELATIVE_SIZE,
         selection: bool = True,
     ) -> None:
         if method not in _METHODS:
@@ -323,6 +344,17 @@ class ClusterDistance:
                 )
         self.detection_threshold = detection_threshold
         self.selection = bool(selection)
+        self.max_relative_size = None
+        if max_relative_size is not None:
+            try:
+                self.max_relative_size = float(max_relative_size)
+            except (TypeError, ValueError):
+                self.max_relative_size = math.nan
+            if not self.max_relative_size > 0:
+                raise InputError(
+                    "max_relative_size must be a positive number or None, not "
+                    f"{max_relative_size!r}"
+                )
         self.max_dispersion = None
         if max_dispersion is not None:
             self.max_dispersion = float(
@@ -767,6 +799,15 @@ class ClusterDistance:
         )
         centre, chol = _whitening_map(modes, log_p, hessians, starts[0])
         found = self._modes_found(modes, log_p, hessians)
+        test = self._parallax_detection(centre, data, dtype)
+        if not test["detected"]:
+            return (
+                *self._marginal_no_cluster(
+                    job, test, num_chains, num_samples, start, dtype
+                ),
+                found,
+                test,
+            )
         draws, diverging = run_chains(
             run,
             keys,
@@ -780,7 +821,62 @@ class ClusterDistance:
         by_chain = to_parameters(draws)
         theta = self._draws_for_stars(by_chain, seed)
         p_member, quantiles, check = star_results(plx, err, theta.astype(dtype))
-        return by_chain, diverging, seconds, p_member, quantiles, check, found
+        return by_chain, diverging, seconds, p_member, quantiles, check, found, test
+
+    def _parallax_detection(self, centre, data, dtype) -> dict:
+        """The parallax-only model's test for a cluster, at the mode ``centre``.
+
+        The log likelihood of the model at the mode, less that of the field
+        alone at its best ``L`` (a grid of `_N_FIELD_SCALES` over
+        `_FIELD_SCALES`, then a finer one about its best point), and the
+        width of the cluster's ``ln r`` at the mode. Returns what goes into
+        ``meta``.
+        """
+        theta = np.asarray(constrain(jnp.asarray(centre, dtype), self.priors))
+        program = self._compiled("detection", dtype)
+        coarse = np.linspace(*np.log(_FIELD_SCALES), _N_FIELD_SCALES)
+        cluster, field = program(theta.astype(dtype), coarse.astype(dtype), *data)
+        k = int(np.nanargmax(np.asarray(field)))
+        step = coarse[1] - coarse[0]
+        fine = np.linspace(coarse[k] - step, coarse[k] + step, _N_FIELD_SCALES)
+        _, field = program(theta.astype(dtype), fine.astype(dtype), *data)
+        field = np.asarray(field, float)
+        k = int(np.nanargmax(field))
+        detection = float(cluster) - float(field[k])
+        width = math.exp(float(theta[POPULATION.index("log_sigma")]))
+        detected = (
+            self.detection_threshold is None or detection >= self.detection_threshold
+        ) and (self.max_relative_size is None or width <= self.max_relative_size)
+        return {
+            "detection_nats": detection,
+            "field_alone_L_pc": math.exp(fine[k]),
+            "mode_relative_size": width,
+            "max_relative_size": self.max_relative_size,
+            "detection_threshold_nats": self.detection_threshold,
+            "detected": bool(detected),
+        }
+
+    def _marginal_no_cluster(self, job, test, num_chains, num_samples, start, dtype):
+        """NaN draws, memberships 0, and every star's distance under the field.
+
+        The field is the EDSD at the field-alone ``L`` of ``test``; the
+        cluster gets a share of 1e-30 in the per-star program.
+        """
+        shape = (num_chains, num_samples)
+        by_chain = {k: np.full(shape, np.nan) for k in POPULATION}
+        log_l = math.log(test["field_alone_L_pc"])
+        theta = np.array([[log_l, log_l + math.log(2.0), 0.0, 1e-30]])
+        plx, err = job.plx[job.usable], job.err[job.usable]
+        _, quantiles, check = star_results(plx, err, theta.astype(dtype))
+        seconds = time.perf_counter() - start
+        return (
+            by_chain,
+            np.zeros(shape, bool),
+            seconds,
+            np.zeros(plx.shape[0]),
+            quantiles,
+            check,
+        )
 
     def _fit_marginal_many(self, jobs, seeds, num_warmup, num_samples, num_chains):
         """`_fit_marginal` for several clusters, vectorised over them."""
@@ -827,18 +923,32 @@ class ClusterDistance:
         diverging = np.asarray(diverging)
         seconds = (time.perf_counter() - start) / len(jobs)
         by_chain = [to_parameters(d) for d in np.asarray(draws)]
+        # The test for a cluster, table by table (every table was sampled,
+        # in one program; where there is no cluster the draws are dropped).
+        tests = [
+            self._parallax_detection(
+                centres[i], jax.tree_util.tree_map(lambda a, i=i: a[i], data), dtype
+            )
+            for i in range(len(jobs))
+        ]
         return [
             (
-                by_chain[i],
-                diverging[i],
-                seconds,
-                *star_results(
-                    job.plx[job.usable],
-                    job.err[job.usable],
-                    self._draws_for_stars(by_chain[i], seeds[i]).astype(dtype),
-                ),
-                self._modes_found(modes[i], log_p[i], hessians[i]),
+                (
+                    by_chain[i],
+                    diverging[i],
+                    seconds,
+                    *star_results(
+                        job.plx[job.usable],
+                        job.err[job.usable],
+                        self._draws_for_stars(by_chain[i], seeds[i]).astype(dtype),
+                    ),
+                )
+                if tests[i]["detected"]
+                else self._marginal_no_cluster(
+                    job, tests[i], num_chains, num_samples, start, dtype
+                )
             )
+            + (self._modes_found(modes[i], log_p[i], hessians[i]), tests[i])
             for i, job in enumerate(jobs)
         ]
 
@@ -941,8 +1051,17 @@ class ClusterDistance:
             def to_values(x):
                 return constrain(x, priors)
 
+            def detection(theta, log_ls, plx, err, weight, cut):
+                cluster = log_likelihood_terms(theta, plx, err, weight, 0, cut)[0]
+                field = jax.vmap(
+                    lambda log_l: field_log_likelihood(log_l, plx, err, weight, cut)
+                )(log_ls)
+                return cluster, field
+
             options = mode_search_options()
-            if kind == "laplace":
+            if kind == "detection":
+                self._cache[key] = jax.jit(detection)
+            elif kind == "laplace":
                 self._cache[key] = jax.jit(mode_search, compiler_options=options)
             elif kind == "laplace_many":
                 self._cache[key] = jax.jit(
@@ -1021,15 +1140,17 @@ class ClusterFit:
         cluster's stars, included in ``samples["D"]`` (0: left out);
         ``samples["D_stat"]`` is the statistical part alone.
     detection : float or None
-        For the astrometric model: the log likelihood ratio (nats) of the
-        model with a cluster to the field's alone, each at its mode; None
-        for the parallax-only model, which has no such test.
+        The log likelihood ratio (nats) of the model with a cluster to the
+        field's alone, each at its mode; None for the latent method, which
+        has no such test.
     detected : bool
         False where ``detection`` was below the threshold
-        (``ClusterDistance(detection_threshold=...)``) or the cluster's
-        velocity dispersion at the mode above ``max_dispersion``: there is no cluster,
-        nothing was sampled, ``samples`` are NaN, the summary's values NaN
-        and every ``p_member`` 0.
+        (``ClusterDistance(detection_threshold=...)``), or the cluster at
+        the mode too broad to be one (its velocity dispersion above
+        ``max_dispersion``, or for the parallax-only model the width of its
+        ``ln r`` above ``max_relative_size``): there is no cluster, nothing
+        was sampled, ``samples`` are NaN, the summary's values NaN and every
+        ``p_member`` 0.
     """
 
     def __init__(
@@ -1266,6 +1387,13 @@ class ClusterFit:
                 "likelihood ratio of the model with a cluster "
                 f"{self.detection:.1f} nats, below the threshold of {threshold:g})"
             )
+        elif "mode_relative_size" in meta:
+            why = (
+                "the component the fit found is a broad population of the field, "
+                "not a cluster (the width of its ln r "
+                f"{meta['mode_relative_size']:.3g}, above "
+                f"{meta['max_relative_size']:g})"
+            )
         else:
             why = (
                 "the component the fit found is a population of the field, not a "
@@ -1280,9 +1408,12 @@ class ClusterFit:
 
     def _warn_if_unconverged(self) -> None:
         if not self.detected:
+            second = (
+                "max_dispersion" if self.model == "astrometric" else "max_relative_size"
+            )
             warnings.warn(
                 self._no_cluster_message()
-                + ". Give detection_threshold=None and max_dispersion=None to "
+                + f". Give detection_threshold=None and {second}=None to "
                 "sample anyway.",
                 GaiadistWarning,
                 stacklevel=3,

@@ -32,12 +32,19 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_likelihood, fast_nodes
+from .likelihood import (
+    EDSDLogPrior,
+    GaussianLogPrior,
+    _log_integrand_at,
+    _log_likelihood,
+    fast_nodes,
+)
 from .selection import ParallaxCut, log_selected_fraction
 
 __all__ = [
     "POPULATION",
     "constrain",
+    "field_log_likelihood",
     "log_density",
     "log_density_terms",
     "log_likelihood_terms",
@@ -112,6 +119,23 @@ def selection_log_likelihood(theta, weight, cut: ParallaxCut):
     field = log_selected_fraction(EDSDLogPrior(log_l), cut)
     kept = jnp.logaddexp(jnp.log(q) + cluster, jnp.log1p(-q) + field)
     return -jnp.sum(weight * kept)
+
+
+def field_log_likelihood(log_l, plx, err, weight, cut=None):
+    """``sum_n weight_n ln p(plx_n | L)`` with every star a field star.
+
+    The EDSD field alone, length scale ``exp(log_l)`` (scalar), each star's
+    distance integrated out by the sampler's rule, and the kept fraction of
+    ``cut`` divided out when given: the model without a cluster against
+    which `gaiadist.ClusterDistance` tests for one.
+    """
+    field = EDSDLogPrior(log_l)
+    offsets, log_weights = (a.T for a in fast_nodes(plx, err, field))
+    h = log_weights + _log_integrand_at(plx[None], err[None], field, offsets)
+    per_star = jax.nn.logsumexp(h, axis=0)
+    if cut is not None:
+        per_star = per_star - log_selected_fraction(field, cut)
+    return jnp.sum(weight * per_star)
 
 
 def _mixture_terms(theta, plx, err, weight, order):

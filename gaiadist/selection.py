@@ -49,6 +49,8 @@ _EDGE = 6.0
 #: about its mode ``ln 3L`` (its log density is 33 and 48 below the peak).
 _GAUSS_RANGE = 8.5
 _EDSD_RANGE = (-12.0, 3.0)
+#: A bound (mas) that no parallax reaches: an open side of the cut.
+_OPEN = 1e5
 #: Smallest fraction kept: a component the cut excludes entirely.
 _FLOOR = 1e-30
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(NODES_PER_SEGMENT)
@@ -83,7 +85,8 @@ def parallax_cut(
     Parameters
     ----------
     lo, hi : float
-        The cut, in mas, on the catalogue's parallax.
+        The cut, in mas, on the catalogue's parallax; ``-inf`` or ``inf`` for
+        an open side.
     err : array
         Each star's parallax error (mas, positive), as the fit uses it.
     shift : array, optional
@@ -98,6 +101,9 @@ def parallax_cut(
     """
     err = np.asarray(err, dtype=float)
     shift = np.zeros_like(err) if shift is None else np.asarray(shift, dtype=float)
+    # An open side as a finite bound beyond every parallax, so that no
+    # gradient meets an infinity.
+    lo, hi = np.clip([lo, hi], -_OPEN, _OPEN)
     log_err, err_weights = _chebyshev_weights(np.log(err), N_ERR_NODES)
     shifts, shift_weights = _chebyshev_weights(shift, N_SHIFT_NODES)
     weights = (shift_weights[:, :, None] * err_weights[:, None, :]).reshape(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gaiadist import ClusterDistance, apply_zeropoint
+from gaiadist import ClusterDistance, GaiadistWarning, apply_zeropoint
 from gaiadist.likelihood import EDSDLogPrior, GaussianLogPrior
 from gaiadist.selection import (
     log_selected_fraction,
@@ -124,3 +124,42 @@ def test_a_cut_field_gives_the_uncut_populations():
     assert abs(np.sum(p_naive) - truth) > 4 * math.sqrt(truth)
     record = cut_fit.table.meta["gaiadist"]["cluster_distance"]
     assert record["selection"] == "parallax_range in the likelihood"
+
+
+@pytest.fixture(scope="module")
+def m67_zpt():
+    from tests.conftest import M67_PATH
+
+    if not M67_PATH.exists():
+        pytest.skip(f"real data not found at {M67_PATH}")
+    from astropy.table import Table
+
+    with pytest.warns(Warning, match="calibration"):
+        return apply_zeropoint(Table.read(M67_PATH))
+
+
+@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
+def test_m67_field_below_its_cluster_has_no_cluster(m67_zpt):
+    """Issue 20's example: the M67 file's stars with parallax < 0.6 mas.
+
+    Without the cut in the likelihood the model found D = 2402 pc and 1,174
+    members; with it the best "cluster" is a broad population of the field
+    (the width of its ln r about 0.34), and the fit says there is none.
+    """
+    model = ClusterDistance(model="parallax")
+    with pytest.warns(GaiadistWarning, match="no cluster: the component"):
+        fit = model.fit(m67_zpt, parallax_range=(-np.inf, 0.6), seed=1)
+    assert not fit.detected
+    record = fit.table.meta["gaiadist"]["cluster_distance"]
+    assert record["mode_relative_size"] > 0.25
+    assert record["detected"] is False and record["detection_nats"] == fit.detection
+    assert fit.problems()[0].startswith("no cluster: the component")
+    summary = fit.summary()
+    assert np.all(np.isnan(summary["mean"])) and np.all(summary["ess_bulk"] == -1)
+    used = fit.table["r_flag"] == 0
+    assert np.count_nonzero(used) == 1801
+    assert np.all(fit.table["p_member"][used] == 0)
+    assert np.all(np.isfinite(fit.table["r_med"][used]))
+    # The same stars with the real cluster: found, with a large statistic.
+    found = model.fit(m67_zpt, parallax_range=(0.2, 3.0), seed=1, num_samples=200)
+    assert found.detected and found.detection > 500
