@@ -2,12 +2,16 @@
 
 Usage: python benchmarks/detection.py [--simulated 1000,3000,10000,30000]
        [--seeds 3] [--members 0,30,100] [--real] [--only NAME,NAME]
+       [--model parallax] [--cut 0.2,3]
 
 For each field, a fit with short chains (they matter only where a cluster is
 found) and the test's numbers from its ``meta``: ``detection`` (the log
 likelihood ratio of the model with a cluster to the field alone, nats),
-the velocity dispersion and r50 of the cluster at the mode, and whether the
-fit found a cluster.
+the velocity dispersion (km/s) and r50 (pc) of the cluster at the mode, or
+for ``--model parallax`` the width of its ln r, and whether the fit found a
+cluster. ``--cut`` fits the simulated fields inside that parallax range
+(the cut in the likelihood); the real fields are fitted with their own cuts
+(the catalogue's ``parallax_cut``).
 
 - ``--simulated``: `gaiadist.simulate.cluster_field` cones of those sizes
   (seeds 1 to ``--seeds``) with about ``--members`` cluster members each
@@ -21,6 +25,7 @@ the test called right.
 """
 
 import argparse
+import re
 import time
 import warnings
 
@@ -34,17 +39,20 @@ from gaiadist.simulate import cluster_field
 FAST = {"num_warmup": 100, "num_samples": 100}
 
 
-def test(model, stars) -> dict:
+def test(model, stars, cut=None) -> dict:
     """The cluster test's numbers for one field."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = model.fit(stars, seed=1, **FAST)
+        fit = model.fit(stars, seed=1, parallax_range=cut, **FAST)
     meta = fit.table.meta["gaiadist"]["cluster_distance"]
+    if fit.model == "parallax":
+        width = (meta["mode_relative_size"], np.nan)
+    else:
+        width = (meta["mode_dispersion_km_s"], meta["mode_r50_pc"])
     return {
         "detection": fit.detection,
-        "dispersion": meta["mode_dispersion_km_s"],
-        "r50": meta["mode_r50_pc"],
+        "width": width,
         "found": fit.detected,
         "seconds": time.perf_counter() - start,
     }
@@ -53,10 +61,18 @@ def test(model, stars) -> dict:
 def line(label: str, n: int, truth: bool, r: dict) -> str:
     right = "right" if r["found"] == truth else "WRONG"
     return (
-        f"{label:28s} {n:6d} {r['detection']:8.1f} {r['dispersion']:7.2f} "
-        f"{r['r50']:6.1f} {'cluster' if r['found'] else 'none':8s} {right:5s} "
-        f"{r['seconds']:6.1f}"
+        f"{label:28s} {n:6d} {r['detection']:8.1f} {r['width'][0]:7.3g} "
+        f"{r['width'][1]:6.1f} {'cluster' if r['found'] else 'none':8s} "
+        f"{right:5s} {r['seconds']:6.1f}"
     )
+
+
+def catalogue_cut(ref) -> tuple[float, float] | None:
+    """The field's own parallax cut (``parallax > X`` in the catalogue)."""
+    text = ref["parallax_cut"]
+    if np.ma.is_masked(text) or not str(text).strip():
+        return None
+    return (float(re.findall(r"[-\d.]+", str(text))[0]), np.inf)
 
 
 def main() -> None:
@@ -66,10 +82,14 @@ def main() -> None:
     parser.add_argument("--members", default="0")
     parser.add_argument("--real", action="store_true")
     parser.add_argument("--only", default="")
+    parser.add_argument("--model", default=None, choices=("astrometric", "parallax"))
+    parser.add_argument("--cut", default="")
     args = parser.parse_args()
-    model = ClusterDistance()
+    model = ClusterDistance(model=args.model)
+    cut = tuple(float(c) for c in args.cut.split(",")) if args.cut else None
+    width = "width" if args.model == "parallax" else "disp"
     print(
-        f"{'field':28s} {'stars':>6s} {'det':>8s} {'disp':>7s} {'r50':>6s} "
+        f"{'field':28s} {'stars':>6s} {'det':>8s} {width:>7s} {'r50':>6s} "
         f"{'found':8s} {'':5s} {'s':>6s}"
     )
     scores = {}
@@ -79,7 +99,7 @@ def main() -> None:
             for seed in range(1, args.seeds + 1):
                 stars = cluster_field(n, fraction=members / n, seed=seed)
                 truth = bool(np.count_nonzero(stars["true_member"]))
-                r = test(model, apply_zeropoint(stars))
+                r = test(model, apply_zeropoint(stars), cut)
                 kind = f"simulated, {members} members"
                 scores.setdefault(kind, []).append(r["found"] == truth)
                 print(line(f"sim n={n} m={members} seed={seed}", n, truth, r))
@@ -90,11 +110,12 @@ def main() -> None:
             catalogue = catalogue[[n in keep for n in catalogue["name"]]]
         for ref in catalogue:
             stars = apply_zeropoint(Table.read(DATA / ref["file"]))
-            r = test(model, stars)
+            own = catalogue_cut(ref)
+            r = test(model, stars, own)
             scores.setdefault("real, with cluster", []).append(r["found"])
             print(line(ref["name"], len(stars), True, r), flush=True)
             rest = stars[pm_distance2(stars, ref) >= 25.0]
-            r = test(model, rest)
+            r = test(model, rest, own)
             scores.setdefault("real, cluster cut out", []).append(not r["found"])
             print(line(f"{ref['name']} (cut out)", len(rest), False, r), flush=True)
     print()

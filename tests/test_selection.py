@@ -138,13 +138,14 @@ def m67_zpt():
         return apply_zeropoint(Table.read(M67_PATH))
 
 
-@pytest.mark.filterwarnings("ignore:the cluster fit may not have converged")
 def test_m67_field_below_its_cluster_has_no_cluster(m67_zpt):
     """Issue 20's example: the M67 file's stars with parallax < 0.6 mas.
 
     Without the cut in the likelihood the model found D = 2402 pc and 1,174
     members; with it the best "cluster" is a broad population of the field
     (the width of its ln r about 0.34), and the fit says there is none.
+    (M67 itself gives 1,102 nats: tests/test_cluster.py checks its
+    statistic.)
     """
     model = ClusterDistance(model="parallax")
     with pytest.warns(GaiadistWarning, match="no cluster: the component"):
@@ -160,6 +161,3 @@ def test_m67_field_below_its_cluster_has_no_cluster(m67_zpt):
     assert np.count_nonzero(used) == 1801
     assert np.all(fit.table["p_member"][used] == 0)
     assert np.all(np.isfinite(fit.table["r_med"][used]))
-    # The same stars with the real cluster: found, with a large statistic.
-    found = model.fit(m67_zpt, parallax_range=(0.2, 3.0), seed=1, num_samples=200)
-    assert found.detected and found.detection > 500
