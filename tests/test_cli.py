@@ -130,9 +130,13 @@ def test_query_command_writes_the_cone(tmp_path, capsys, monkeypatch):
 
 
 # Short chains: this test is about the command, not the sampler's convergence.
-def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
+def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys, monkeypatch):
+    import gaiadist.cli
+
     folder = tmp_path / "demo"
-    # A quarter of the default stars: the same pipeline, in less of CI's time.
+    # A quarter of the default stars and of the draws: the same pipeline, in
+    # less of CI's time.
+    monkeypatch.setattr(gaiadist.cli, "DEMO_SAMPLES", 500)
     assert main(["demo", "-o", str(folder), "--stars", "1000"]) == 0
     printed = capsys.readouterr().out
     assert "StarDistance (EDSD" in printed

@@ -23,7 +23,7 @@ def test_cluster_command_on_a_simulated_field(tmp_path, capsys):
     stars.write(path)
     out = tmp_path / "members.fits"
     figures = tmp_path / "figures"
-    draws = ["--num-warmup", "300", "--num-samples", "300"]
+    draws = ["--num-warmup", "150", "--num-samples", "150"]
     args = ["cluster", str(path), "-o", str(out), "--seed", "2", *draws]
     assert main([*args, "--plots", str(figures)]) == 0
     printed = capsys.readouterr().out

@@ -147,19 +147,21 @@ def test_distances_and_records(simulated):
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
 def test_rows_without_proper_motions_are_flagged_not_dropped():
-    stars = apply_zeropoint(cluster_field(600, seed=5))
+    # 400 stars: the padded size of the command-line tests' fields, whose
+    # compiled programs the run's shared compilation cache then holds.
+    stars = apply_zeropoint(cluster_field(400, seed=5))
     stars["pmra"][3] = np.nan * u.mas / u.yr
     stars["pmdec_error"][4] = 0.0 * u.mas / u.yr
     fit = ClusterDistance().fit(stars, num_warmup=100, num_samples=100)
     flag = np.asarray(fit.table["r_flag"])
     assert flag[3] == flag[4] == DistanceFlag.BAD_ERROR
     assert np.isnan(fit.table["p_member"][3])
-    assert np.count_nonzero(flag == 0) == 598
+    assert np.count_nonzero(flag == 0) == 398
 
 
 def test_a_field_without_a_cluster_says_so():
-    """No cluster among 600 field stars: no draws, NaN summary, field distances."""
-    stars = apply_zeropoint(cluster_field(600, fraction=0.0, seed=5))
+    """No cluster among 400 field stars: no draws, NaN summary, field distances."""
+    stars = apply_zeropoint(cluster_field(400, fraction=0.0, seed=5))
     with pytest.warns(Warning, match="no cluster: the stars are as well") as caught:
         fit = ClusterDistance().fit(stars, num_warmup=100, num_samples=100)
     assert not [w for w in caught if "may not have converged" in str(w.message)]

@@ -96,7 +96,7 @@ def test_a_cut_field_gives_the_uncut_populations():
         )
     )
     model = ClusterDistance(model="parallax", parallax_systematic=None)
-    kwargs = {"seed": 1, "num_warmup": 150, "num_samples": 300}
+    kwargs = {"seed": 1, "num_warmup": 100, "num_samples": 250}
     whole_fit = model.fit(stars, **kwargs)
     whole = _summary(whole_fit)
     cut_fit = model.fit(stars, parallax_range=(0.2, 3.0), **kwargs)
