@@ -52,7 +52,7 @@ from astropy.table import Table
 
 from .columns import column_values, quantity_values
 from .exceptions import InputError
-from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_integrand_at, fast_nodes
+from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_distance_integral
 from .marginal import pad
 from .stars import DistanceFlag, parallax_inputs
 
@@ -582,18 +582,6 @@ def membership_and_odds(params: dict, stars: AstrometricStars):
     f0 = _log_distance_integral(stars.plx, stars.err, field)
     odds = (c - jnp.log(params["Q"]) - c0) - (f - jnp.log1p(-params["Q"]) - f0)
     return jnp.exp(c - jnp.logaddexp(c, f)), odds
-
-
-def _log_distance_integral(plx, err, prior):
-    """``ln ∫ N(plx | 1000 / r, err) p(r) dr`` of each star, on fixed nodes.
-
-    `gaiadist.likelihood.log_marginal_likelihood_fast` with the nodes along
-    the first axis and the stars along the second, so that the loops run
-    along the stars.
-    """
-    offsets, log_weights = (a.T for a in fast_nodes(plx, err, prior))
-    h = log_weights + _log_integrand_at(plx[None], err[None], prior, offsets)
-    return jax.nn.logsumexp(h, axis=0)
 
 
 def _log_normal2(d0, d1, a, b, c):

@@ -35,7 +35,7 @@ import numpyro.distributions as dist
 from .likelihood import (
     EDSDLogPrior,
     GaussianLogPrior,
-    _log_integrand_at,
+    _log_distance_integral,
     _log_likelihood,
     fast_nodes,
 )
@@ -130,9 +130,7 @@ def field_log_likelihood(log_l, plx, err, weight, cut=None):
     which `gaiadist.ClusterDistance` tests for one.
     """
     field = EDSDLogPrior(log_l)
-    offsets, log_weights = (a.T for a in fast_nodes(plx, err, field))
-    h = log_weights + _log_integrand_at(plx[None], err[None], field, offsets)
-    per_star = jax.nn.logsumexp(h, axis=0)
+    per_star = _log_distance_integral(plx, err, field)
     if cut is not None:
         per_star = per_star - log_selected_fraction(field, cut)
     return jnp.sum(weight * per_star)

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
+from .likelihood import GaussianLogPrior
+
 __all__ = [
     "ParallaxCut",
     "log_selected_fraction",
@@ -170,7 +172,7 @@ def selected_fraction_grid(prior, bounds, err_nodes, shift_nodes) -> jax.Array:
     """
     lo, hi = bounds[0], bounds[1]
     mode = prior.mode
-    if hasattr(prior, "sigma"):
+    if isinstance(prior, GaussianLogPrior):
         start = mode - _GAUSS_RANGE * prior.sigma
         stop = mode + _GAUSS_RANGE * prior.sigma
         inner = 2.0 * prior.sigma
