@@ -39,7 +39,7 @@ from .likelihood import (
     _log_likelihood,
     fast_nodes,
 )
-from .selection import ParallaxCut, log_selected_fraction
+from .selection import ParallaxCut, log_selected_fraction, mixture_log_selected
 
 __all__ = [
     "POPULATION",
@@ -115,10 +115,8 @@ def selection_log_likelihood(theta, weight, cut: ParallaxCut):
     (`gaiadist.selection.log_selected_fraction`).
     """
     log_l, log_d, log_sigma, q = theta
-    cluster = log_selected_fraction(GaussianLogPrior(log_d, jnp.exp(log_sigma)), cut)
-    field = log_selected_fraction(EDSDLogPrior(log_l), cut)
-    kept = jnp.logaddexp(jnp.log(q) + cluster, jnp.log1p(-q) + field)
-    return -jnp.sum(weight * kept)
+    cluster = GaussianLogPrior(log_d, jnp.exp(log_sigma))
+    return mixture_log_selected(q, cluster, EDSDLogPrior(log_l), [(cut, weight)])
 
 
 def field_log_likelihood(log_l, plx, err, weight, cut=None):

@@ -11,6 +11,7 @@ from scipy import stats
 from gaiadist import ClusterDistance, GaiadistWarning, apply_zeropoint
 from gaiadist.likelihood import EDSDLogPrior, GaussianLogPrior
 from gaiadist.selection import (
+    _log_fraction_grid,
     log_selected_fraction,
     parallax_cut,
     selected_fraction_grid,
@@ -52,6 +53,21 @@ def test_kept_fraction_matches_a_brute_force_integral(name, bounds):
     # Fractions down to 1e-5 (a narrow cut far from a component) to 1e-5
     # relative; below that the absolute error is what matters.
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-10)
+    if kind is EDSDLogPrior:
+        # The field's fixed nodes, at some of a cut's own grid points.
+        with jax.enable_x64(True):
+            cut = parallax_cut(*bounds, errs, np.resize(shifts, errs.shape))
+            fast = np.exp(np.asarray(_log_fraction_grid(prior, cut)))
+            n_err = cut.err_nodes.shape[0]
+            picks = [
+                (s, e) for s in (0, cut.shift_nodes.shape[0] - 1) for e in (0, 7, 15)
+            ]
+            fixed = [fast[s * n_err + e] for s, e in picks]
+            exact = [
+                _brute_force(prior, *bounds, cut.err_nodes[e], cut.shift_nodes[s])
+                for s, e in picks
+            ]
+        np.testing.assert_allclose(fixed, exact, rtol=1e-5, atol=1e-10)
 
 
 def test_kept_fraction_of_every_star_is_interpolated_closely():
@@ -161,3 +177,87 @@ def test_m67_field_below_its_cluster_has_no_cluster(m67_zpt):
     assert np.count_nonzero(used) == 1801
     assert np.all(fit.table["p_member"][used] == 0)
     assert np.all(np.isfinite(fit.table["r_med"][used]))
+
+
+def test_astrometric_likelihood_divides_by_the_kept_mixture():
+    """The astrometric model's cut term against brute-force integrals.
+
+    Six kinds of star (tests/test_astrometric.py) cut to 0.2-3 mas: the log
+    likelihood with the cut less the one without is ``-sum ln(Q P_c + (1 -
+    Q) P_f)``, each ``P`` the trapezoid rule in ln r with scipy's normal
+    CDF; the field alone's, ``-sum ln P_f``. The term is the same whether
+    the stars come in one group or two (the sampler's shortcut for field
+    stars), and padding adds nothing.
+    """
+    from gaiadist.astrometric import (
+        astrometric_stars,
+        log_likelihood,
+        pad_stars,
+        selection_log_likelihood,
+        take_stars,
+    )
+    from tests.test_astrometric import FOOTPRINT, PARAMS, _table
+
+    stars, flag = astrometric_stars(_table(), FOOTPRINT)
+    assert np.all(flag == 0)
+    shift = np.linspace(-0.04, 0.0, stars.err.shape[0])
+    cut = stars._replace(cut=parallax_cut(0.2, 3.0, stars.err, shift))
+    params = dict(PARAMS)
+    with jax.enable_x64(True):
+        cluster = GaussianLogPrior(params["log_D"], np.exp(params["log_sigma"]))
+        field = EDSDLogPrior(params["log_L"])
+        p_c, p_f = (
+            np.array(
+                [
+                    _brute_force(prior, 0.2, 3.0, e, z)
+                    for e, z in zip(stars.err, shift, strict=True)
+                ]
+            )
+            for prior in (cluster, field)
+        )
+        q = params["Q"]
+        want = -np.sum(np.log(q * p_c + (1 - q) * p_f))
+        value = jax.jit(log_likelihood)
+        got = float(value(params, cut)) - float(value(params, stars))
+        assert got == pytest.approx(want, abs=6e-3)
+        alone = float(selection_log_likelihood({"log_L": params["log_L"]}, cut))
+        assert alone == pytest.approx(-np.sum(np.log(p_f)), abs=6e-3)
+        halves = float(
+            selection_log_likelihood(
+                params, take_stars(cut, [0, 2, 4]), take_stars(cut, [5, 3, 1])
+            )
+        )
+        assert halves == pytest.approx(got, abs=1e-9)
+        padded = pad_stars(cut, 512, np.float64)
+        assert float(selection_log_likelihood(params, padded)) == pytest.approx(
+            got, abs=1e-9
+        )
+
+
+@pytest.mark.parametrize("log_sigma", [-10.0, -14.0, -21.0, -28.0])
+def test_a_cluster_narrower_than_the_float_resolution_keeps_its_fraction(log_sigma):
+    """In float32 a cluster of width 5e-5 to 1e-12 in ln r is its value at D.
+
+    The kept fraction is then the cut's at the parallax 1000 / D, in closed
+    form; were the integral's interval to round to nothing, the fraction
+    would fall to the floor and reward an ever narrower cluster.
+    """
+    d, err, shift = 840.0, np.array([0.02, 0.3]), np.array([-0.03])
+    prior = GaussianLogPrior(np.float32(math.log(d)), np.float32(math.exp(log_sigma)))
+    got = np.asarray(selected_fraction_grid(prior, np.array([1.15, 3.0]), err, shift))
+    plx = 1000.0 / d
+    want = stats.norm.cdf((3.0 - shift - plx) / err) - stats.norm.cdf(
+        (1.15 - shift - plx) / err
+    )
+    np.testing.assert_allclose(np.exp(got[0]), want, rtol=1e-4)
+
+    def value(s):
+        grid = selected_fraction_grid(
+            GaussianLogPrior(np.float32(math.log(d)), jax.numpy.exp(s)),
+            np.array([1.15, 3.0]),
+            err,
+            shift,
+        )
+        return grid.sum()
+
+    assert np.isfinite(float(jax.grad(value)(np.float32(log_sigma))))
