@@ -54,6 +54,7 @@ from .columns import column_values, quantity_values
 from .exceptions import InputError
 from .likelihood import EDSDLogPrior, GaussianLogPrior, _log_distance_integral
 from .marginal import pad
+from .selection import ParallaxCut, mixture_log_selected, pad_cut
 from .stars import DistanceFlag, parallax_inputs
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "log_likelihood",
     "membership",
     "membership_and_odds",
+    "selection_log_likelihood",
 ]
 
 #: Transverse velocity in km/s of one mas/yr of proper motion at 1 kpc.
@@ -279,6 +281,10 @@ class AstrometricStars(NamedTuple):
         `Footprint.scale`, deg.
     weight : array, shape (n,)
         1 for a star, 0 for padding.
+    cut : `~gaiadist.selection.ParallaxCut`, optional
+        The parallax cut that made the sample, its interpolation weights
+        one row per star: the likelihood is then normalised over what the
+        cut keeps (`selection_log_likelihood`). None for an uncut sample.
     """
 
     plx: jax.Array
@@ -296,6 +302,7 @@ class AstrometricStars(NamedTuple):
     radius: jax.Array
     scale: jax.Array
     weight: jax.Array
+    cut: ParallaxCut | None = None
 
 
 def astrometric_stars(
@@ -395,7 +402,9 @@ def pad_stars(stars: AstrometricStars, size: int, dtype) -> AstrometricStars:
             if name in _SHARED
             else pad(np.asarray(values), size, fills.get(name, 0.0)).astype(dtype)
             for name, values in stars._asdict().items()
-        }
+            if name != "cut"
+        },
+        cut=pad_cut(stars.cut, size, dtype),
     )
 
 
@@ -545,19 +554,52 @@ def distance_integrals(log_l, stars: AstrometricStars) -> jax.Array:
 
 
 def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:
-    """``sum_n weight_n ln p(star_n | params)``: the mixture, distances integrated."""
+    """``sum_n weight_n ln p(star_n | params)``: the mixture, distances integrated.
+
+    With the stars' parallax cut (``stars.cut``) divided out
+    (`selection_log_likelihood`).
+    """
     c, f = component_log_likelihoods(params, stars)
-    return jnp.sum(stars.weight * jnp.logaddexp(c, f))
+    total = jnp.sum(stars.weight * jnp.logaddexp(c, f))
+    return total + selection_log_likelihood(params, stars)
+
+
+def selection_log_likelihood(params: dict, *groups: AstrometricStars) -> jax.Array:
+    """``-sum_n weight_n ln(Q P_cluster,n + (1 - Q) P_field,n)`` for the cut.
+
+    ``P`` is the fraction of each component that the parallax cut keeps at
+    the star's parallax error and zero point
+    (`gaiadist.selection.mixture_log_selected`); the proper motions and the
+    position integrate out of it, so it is the parallax-only model's term.
+    The sum runs over the stars of every group, which share one cut. It is
+    0 for stars without a cut; ``params`` without ``log_D`` (the field
+    alone) give ``-sum ln P_field``.
+    """
+    if groups[0].cut is None:
+        return jnp.zeros(())
+    cluster = None
+    if "log_D" in params:
+        cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
+    return mixture_log_selected(
+        params.get("Q"),
+        cluster,
+        EDSDLogPrior(params["log_L"]),
+        [(stars.cut, stars.weight) for stars in groups],
+    )
 
 
 def take_stars(stars: AstrometricStars, index) -> AstrometricStars:
     """The stars ``index`` picks (NumPy indexing), in that order."""
+    cut = stars.cut
+    if cut is not None:
+        cut = cut._replace(weights=np.asarray(cut.weights)[index])
     return stars._replace(
         **{
             k: np.asarray(v)[index]
             for k, v in stars._asdict().items()
-            if k not in _SHARED
-        }
+            if k not in (*_SHARED, "cut")
+        },
+        cut=cut,
     )
 
 

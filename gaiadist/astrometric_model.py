@@ -21,8 +21,10 @@ from .astrometric import (
     AstrometricStars,
     DistanceSeries,
     FieldStars,
+    component_log_likelihoods,
     field_log_likelihood,
     log_likelihood,
+    selection_log_likelihood,
 )
 from .peak import ClusterGuess
 
@@ -223,14 +225,15 @@ def data_log_likelihood(
     params: dict, stars: AstrometricStars, field_stars: FieldStars | None = None
 ) -> jax.Array:
     """The log likelihood of `log_density`, without the priors."""
-    total = log_likelihood(params, stars)
     if field_stars is None:
-        return total
+        return log_likelihood(params, stars)
+    c, f = component_log_likelihoods(params, stars)
     rest = field_log_likelihood(params, field_stars.stars, distance=False)
     return (
-        total
+        jnp.sum(stars.weight * jnp.logaddexp(c, f))
         + jnp.sum(field_stars.stars.weight * rest)
         + field_stars.distance.value(params["log_L"])
+        + selection_log_likelihood(params, stars, field_stars.stars)
     )
 
 
@@ -254,7 +257,11 @@ def field_only_log_likelihood(
     """The log likelihood of `field_log_density`, without the priors."""
     alone = dict(params, Q=jnp.zeros_like(params["Q"]))
     rest = field_log_likelihood(alone, stars, distance=False)
-    return jnp.sum(stars.weight * rest) + distance.value(params["log_L"])
+    return (
+        jnp.sum(stars.weight * rest)
+        + distance.value(params["log_L"])
+        + selection_log_likelihood({"log_L": params["log_L"]}, stars)
+    )
 
 
 def log_prior(x, layout: Layout, field_on) -> tuple[dict, jax.Array]:

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-selection",
         action="store_true",
         help="fit the stars inside --parallax-range as if they were the whole "
-        "field (the tutorial's treatment); by default the parallax-only model's "
+        "field (the tutorial's treatment); by default the model's "
         "likelihood accounts for the cut, so that Q and L describe the "
         "populations before it",
     )

@@ -254,7 +254,7 @@ class ClusterDistance:
         population of the field, and there is no cluster. None turns it off.
     selection : bool, optional
         Whether the likelihood accounts for the fit's ``parallax_range``
-        (True by default; parallax-only model): each star's likelihood is
+        (True by default; both models): each star's likelihood is
         divided by the fraction of the cluster and of the field that the cut
         keeps at the star's parallax error (`gaiadist.selection`), so that
         ``Q``, ``L`` and the memberships describe the populations before the
@@ -394,11 +394,9 @@ class ClusterDistance:
             rows come back in ``fit.table`` with NaN results and the
             `~gaiadist.DistanceFlag` ``EXCLUDED`` bit in ``r_flag``; the cut
             is recorded in ``meta``. Give it also for a table cut before
-            (with the same bounds): the parallax-only model's likelihood
-            accounts for the cut (unless ``selection=False``), so that ``Q``
-            and ``L`` describe the populations before it. The astrometric
-            model does not yet: it describes the selected stars as if they
-            were the whole field (``meta`` says which).
+            (with the same bounds): the likelihood accounts for the cut
+            (unless ``selection=False``; ``meta`` says which), so that ``Q``
+            and ``L`` describe the populations before it.
         progress : bool, optional
             Show NumPyro's progress bar.
 
@@ -568,10 +566,12 @@ class ClusterDistance:
         if all(c in table.colnames for c in _PEAK_COLUMNS):
             peak = proper_motion_peak(table[usable], parallax=plx_name)
         selection = None
-        if raw is not None and self.selection and model == "parallax":
+        if raw is not None and self.selection:
             selection = parallax_cut(
                 *parallax_range, err[usable], shift=raw[usable] - plx[usable]
             )
+            if stars is not None:
+                stars = stars._replace(cut=selection)
         return _Job(
             table,
             plx_name,
@@ -594,9 +594,7 @@ class ClusterDistance:
             return None
         if job.cut is not None:
             return "parallax_range in the likelihood"
-        if not self.selection:
-            return "parallax_range not in the likelihood (selection=False)"
-        return "parallax_range not in the likelihood (astrometric model)"
+        return "parallax_range not in the likelihood (selection=False)"
 
     def _which_model(self, table) -> str:
         """The model for ``table``: the one asked for, or what its columns allow."""

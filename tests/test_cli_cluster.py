@@ -64,6 +64,7 @@ def test_cluster_command_saves_its_summary_and_every_row(tmp_path, capsys):
     assert summary["unit"][2] == "mas / yr"
     record = summary.meta["gaiadist"]
     assert record["cluster_distance"]["parallax_range_mas"] == [0.5, 10.0]
+    assert record["cluster_distance"]["selection"] == "parallax_range in the likelihood"
     assert record["cluster_distance"]["num_samples"] == 100
     assert record["input"] == str(path) and "zeropoint" in record
     assert "versions" in record["cluster_distance"]
