@@ -73,7 +73,8 @@ def main() -> None:
         wall = time.perf_counter() - start
         rows = {str(r["parameter"]): r for r in fit.summary()}
         cells = [
-            f"{rows[k]['mean']:7.4g} ± {rows[k]['sd']:<5.2g}" for k in ("D", "Q", "L")
+            f"{rows[k]['mean']:{f}} ± {rows[k]['sd']:<{f}}"
+            for k, f in (("D", ".1f"), ("Q", ".3f"), ("L", ".0f"))
         ]
         kept = np.nansum(np.asarray(fit.table["p_member"])[inside])
         print(
