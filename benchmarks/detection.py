@@ -25,13 +25,12 @@ the test called right.
 """
 
 import argparse
-import re
 import time
 import warnings
 
 import numpy as np
 from astropy.table import Table
-from real_clusters import DATA, pm_distance2
+from real_clusters import DATA, catalogue_cut, pm_distance2
 
 from gaiadist import ClusterDistance, apply_zeropoint
 from gaiadist.simulate import cluster_field
@@ -65,14 +64,6 @@ def line(label: str, n: int, truth: bool, r: dict) -> str:
         f"{r['width'][1]:6.1f} {'cluster' if r['found'] else 'none':8s} "
         f"{right:5s} {r['seconds']:6.1f}"
     )
-
-
-def catalogue_cut(ref) -> tuple[float, float] | None:
-    """The field's own parallax cut (``parallax > X`` in the catalogue)."""
-    text = ref["parallax_cut"]
-    if np.ma.is_masked(text) or not str(text).strip():
-        return None
-    return (float(re.findall(r"[-\d.]+", str(text))[0]), np.inf)
 
 
 def main() -> None:

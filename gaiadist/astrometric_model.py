@@ -281,6 +281,7 @@ def starting_points(
     n_field: int = N_FIELD,
     guess: dict | None = None,
     clump: ClusterGuess | None = None,
+    runner_up: ClusterGuess | None = None,
 ) -> list[dict]:
     """Where the mode searches start, as parameter values.
 
@@ -304,17 +305,23 @@ def starting_points(
         The densest clump of proper motions of all the stars
         (``proper_motion_peak(..., contrast=False)``), for a cluster that
         fills the field.
+    runner_up : ClusterGuess, optional
+        The second clump concentrated on the sky
+        (`gaiadist.peak.proper_motion_peaks`): a small cluster among many
+        field stars is often second to a fluctuation of the field.
 
     Returns
     -------
     list of dict
-        Four starts: the cluster at the peak (its proper motion and
+        Five starts: the cluster at the peak (its proper motion and
         distance), compact (r50 2 pc, 0.5 km/s); the same, broad (8 pc,
         2 km/s); the densest clump of proper motions at its own distance
         (or the peak's proper motion at the parallax-only model's
-        distance); and the user's guess (or the peak with a larger share of
-        members). The field's mixture starts from the proper motions' median
-        and spread, with Gaussians of half, once and three times that spread.
+        distance); the user's guess (or the peak with a larger share of
+        members); and the runner-up clump, compact (or the peak, broader
+        still: 15 pc, 3 km/s). The field's mixture starts from the proper
+        motions' median and spread, with Gaussians of half, once and three
+        times that spread.
     """
     pm = np.stack([np.asarray(stars.pmra), np.asarray(stars.pmdec)], axis=1)
     mid = np.median(pm, axis=0)
@@ -369,4 +376,10 @@ def starting_points(
         )
     else:
         points.append(start(d_peak, pm_peak, 3.0, 1.0, min(3.0 * q_peak, 0.6)))
+    if runner_up is not None and np.isfinite(runner_up.distance):
+        q_runner = min(max(3.0 * runner_up.n_stars / pm.shape[0], 0.02), 0.5)
+        motion = (runner_up.pmra, runner_up.pmdec)
+        points.append(start(runner_up.distance, motion, 2.0, 0.5, q_runner))
+    else:
+        points.append(start(d_peak, pm_peak, 15.0, 3.0, q_peak))
     return points

@@ -65,7 +65,7 @@ from .marginal import (
     to_parameters,
     whitening,
 )
-from .peak import ClusterGuess, proper_motion_peak
+from .peak import ClusterGuess, proper_motion_peak, proper_motion_peaks
 from .population import (
     constrain,
     field_log_likelihood,
@@ -562,9 +562,10 @@ class ClusterDistance:
         if distance_guess is None:
             distance_guess = self.distance_guess
         init = self._initial_values(plx[usable], err[usable], distance_guess)
-        peak = None
+        peaks = []
         if all(c in table.colnames for c in _PEAK_COLUMNS):
-            peak = proper_motion_peak(table[usable], parallax=plx_name)
+            peaks = proper_motion_peaks(table[usable], parallax=plx_name)
+        peak = peaks[0] if peaks else None
         selection = None
         if raw is not None and self.selection:
             selection = parallax_cut(
@@ -586,6 +587,7 @@ class ClusterDistance:
             stars,
             footprint,
             selection,
+            peaks[1] if len(peaks) > 1 else None,
         )
 
     def _selection_note(self, job) -> str | None:
@@ -719,6 +721,7 @@ class ClusterDistance:
             clump=proper_motion_peak(
                 job.table[job.usable], parallax=job.plx_name, contrast=False
             ),
+            runner_up=job.runner_up,
         )
         starts = np.stack([sampler.layout.pack(p) for p in points])
         result = sampler.run(
@@ -1461,6 +1464,8 @@ class _Job(NamedTuple):
     stars: AstrometricStars | None = None
     footprint: Footprint | None = None
     cut: ParallaxCut | None = None
+    #: The second clump of proper motions concentrated on the sky.
+    runner_up: ClusterGuess | None = None
 
 
 def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:

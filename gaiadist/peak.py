@@ -26,7 +26,7 @@ from astropy.table import Table
 
 from .columns import column_values
 
-__all__ = ["ClusterGuess", "proper_motion_peak"]
+__all__ = ["ClusterGuess", "proper_motion_peak", "proper_motion_peaks"]
 
 _BINS = 120  # histogram bins along the wider proper motion range
 _SMOOTHING = (1, 2, 4)  # Gaussian smoothing widths tried, in bins
@@ -72,6 +72,29 @@ def proper_motion_peak(
 ) -> ClusterGuess | None:
     """The proper motion clump concentrated on the sky, and its parallax.
 
+    The first of `proper_motion_peaks`; None when fewer than 5 stars have
+    finite positions, proper motions and parallaxes.
+    """
+    peaks = proper_motion_peaks(
+        table, parallax=parallax, centre=centre, contrast=contrast, count=1
+    )
+    return peaks[0] if peaks else None
+
+
+def proper_motion_peaks(
+    table: Table,
+    *,
+    parallax: str = "parallax",
+    centre: SkyCoord | None = None,
+    contrast: bool = True,
+    count: int = 2,
+) -> list[ClusterGuess]:
+    """The proper motion clumps concentrated on the sky, best first.
+
+    The local maxima of the score (at any smoothing width), each at least
+    its clump's radius from a better one: the second is where a cluster
+    that the field's own fluctuations outscore may be.
+
     Parameters
     ----------
     table : `~astropy.table.Table`
@@ -87,11 +110,13 @@ def proper_motion_peak(
         the densest clump of proper motions of all the stars, wherever they
         are: the cluster when it fills the field (a nearby one, larger than
         the cone), though as often the field's own peak.
+    count : int, optional
+        Clumps to return, at most.
 
     Returns
     -------
-    ClusterGuess or None
-        None when fewer than 5 stars have finite positions, proper motions
+    list of ClusterGuess
+        Empty when fewer than 5 stars have finite positions, proper motions
         and parallaxes.
     """
     ra, dec = (column_values(table, c, u.deg) for c in ("ra", "dec"))
@@ -109,7 +134,7 @@ def proper_motion_peak(
             & np.isfinite(dec)
         )
     if np.count_nonzero(ok) < _MIN_STARS:
-        return None
+        return []
     if centre is None:
         centre = SkyCoord(np.median(ra[ok]) * u.deg, np.median(dec[ok]) * u.deg)
     sep = np.full(len(ra), np.inf)
@@ -131,29 +156,52 @@ def proper_motion_peak(
     width = span / _BINS
     if not contrast:  # every star counts, none is expected
         h_in, h_out, inner = h_in + h_out, np.zeros_like(h_out), ok
-    best = (-np.inf, 0, 0, 1)
+    # Local maxima of the score at every smoothing width, best first.
+    found = []
     for s in _SMOOTHING:
         expected = area * _smooth(h_out, s)
         score = (_smooth(h_in, s) - expected) / np.sqrt(expected + 1.0)
-        i, j = np.unravel_index(np.argmax(score), score.shape)
-        if score[i, j] > best[0]:
-            best = (float(score[i, j]), i, j, s)
-    _, i, j, s = best
-    pmra0 = 0.5 * (edges[0][i] + edges[0][i + 1])
-    pmdec0 = 0.5 * (edges[1][j] + edges[1][j + 1])
-    radius = max(2.0 * s * width, _MIN_RADIUS)
-    close = np.hypot(pm[:, 0] - pmra0, pm[:, 1] - pmdec0) < radius
-    near = inner & close
-    # The excess of inner stars near the peak over what the outer ones
-    # predict, in units of that prediction's Poisson noise.
-    n_in, expected = np.count_nonzero(near), area * np.count_nonzero(outer & close)
-    return ClusterGuess(
-        pmra=float(pmra0),
-        pmdec=float(pmdec0),
-        parallax=_clipped_mean(plx[near], err[near]),
-        n_stars=int(n_in),
-        significance=float((n_in - expected) / np.sqrt(expected + 1.0)),
-    )
+        padded = np.pad(score, 1, constant_values=-np.inf)
+        around = np.max(
+            [
+                padded[
+                    1 + di : 1 + di + score.shape[0], 1 + dj : 1 + dj + score.shape[1]
+                ]
+                for di in (-1, 0, 1)
+                for dj in (-1, 0, 1)
+            ],
+            axis=0,
+        )
+        for i, j in zip(*np.nonzero(score >= around), strict=True):
+            found.append((float(score[i, j]), i, j, s))
+    found.sort(key=lambda f: -f[0])
+    guesses, taken = [], []
+    for _, i, j, s in found:
+        pmra0 = 0.5 * (edges[0][i] + edges[0][i + 1])
+        pmdec0 = 0.5 * (edges[1][j] + edges[1][j + 1])
+        radius = max(2.0 * s * width, _MIN_RADIUS)
+        # A clump within another's radius is that one.
+        if any(np.hypot(pmra0 - a, pmdec0 - b) < max(radius, r) for a, b, r in taken):
+            continue
+        taken.append((pmra0, pmdec0, radius))
+        close = np.hypot(pm[:, 0] - pmra0, pm[:, 1] - pmdec0) < radius
+        near = inner & close
+        # The excess of inner stars near the peak over what the outer ones
+        # predict, in units of that prediction's Poisson noise.
+        n_in = np.count_nonzero(near)
+        expected = area * np.count_nonzero(outer & close)
+        guesses.append(
+            ClusterGuess(
+                pmra=float(pmra0),
+                pmdec=float(pmdec0),
+                parallax=_clipped_mean(plx[near], err[near]),
+                n_stars=int(n_in),
+                significance=float((n_in - expected) / np.sqrt(expected + 1.0)),
+            )
+        )
+        if len(guesses) == count:
+            break
+    return guesses
 
 
 def _smooth(h: np.ndarray, s: int) -> np.ndarray:

@@ -142,7 +142,7 @@ def test_distances_and_records(simulated):
     assert meta["model"] == "astrometric"
     assert meta["footprint"]["shape"] == "cone"
     assert meta["footprint"]["radius_deg"] == pytest.approx(0.5, rel=0.01)
-    assert len(meta["modes"]) == 4 and "pmra" in meta["modes"][0]
+    assert len(meta["modes"]) == 5 and "pmra" in meta["modes"][0]
 
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
@@ -254,7 +254,7 @@ def test_a_nearby_cluster_in_a_large_field_is_found_from_the_default_start():
     assert np.count_nonzero(members & ~truth) < 0.02 * truth.sum()
     # Every start is recorded; those that ended on the field (the densest
     # clump of all proper motions is the field's) hold no share of the mass.
-    assert len(fit.modes) == 4 and not fit._rival_modes()
+    assert len(fit.modes) == 5 and not fit._rival_modes()
     # The start that ended on the field (D near 2 kpc) searched with every
     # star; the others, and NUTS, took most of the field for certain field
     # stars, and at every draw used for the results none of them came near
