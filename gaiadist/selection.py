@@ -182,18 +182,25 @@ def _field_quadrature(lo: float, hi: float, errs: np.ndarray, shifts: np.ndarray
     u = (centre[:, None] + half[:, None] * _FIELD_X[None, :]).reshape(-1)
     weight = (half[:, None] * _FIELD_W[None, :]).reshape(-1)
     plx = 1000.0 * np.exp(-u)
-    tail = np.frompyfunc(math.erfc, 1, 1)
+    erfc = np.frompyfunc(math.erfc, 1, 1)
 
-    def upper(x):  # 1 - Phi(x), to full precision in the upper tail
-        return 0.5 * tail(x / math.sqrt(2.0)).astype(float)
+    def cdf(x):  # Phi(x) in float64, to full precision in the lower tail
+        return 0.5 * erfc(-x / math.sqrt(2.0)).astype(float)
 
     kept = np.empty((len(grid), u.size))
     for g, (z, e) in enumerate(grid):
-        top, bottom = (hi - z - plx) / e, (lo - z - plx) / e
-        kept[g] = np.where(
-            bottom > 0, upper(bottom) - upper(top), upper(-top) - upper(-bottom)
-        )
+        kept[g] = _between(cdf, np.where, (lo - z - plx) / e, (hi - z - plx) / e)
     return u, weight[None, :] * kept
+
+
+def _between(cdf, where, bottom, top):
+    """``Phi(top) - Phi(bottom)`` (``bottom <= top``), with ``cdf`` for Phi.
+
+    Where both are positive, as the difference of the upper tails, which
+    keeps its precision where both CDFs are near 1. ``where`` is NumPy's or
+    JAX's.
+    """
+    return where(bottom > 0, cdf(-bottom) - cdf(-top), cdf(top) - cdf(bottom))
 
 
 def _chebyshev_weights(values: np.ndarray, k: int):
@@ -267,11 +274,8 @@ def selected_fraction_grid(prior, bounds, err_nodes, shift_nodes) -> jax.Array:
         centre = 0.5 * (ends[1:] + ends[:-1])
         v = centre[:, None] + half[:, None] * _GL_X[None, :]
         plx = 1000.0 * jnp.exp(-(mode + scale * v))
-        top, bottom = (hi - shift - plx) / err, (lo - shift - plx) / err
-        # Both arguments positive: the difference of the upper tails, which
-        # keeps its precision where both CDFs are near 1.
-        kept = jnp.where(
-            bottom > 0, ndtr(-bottom) - ndtr(-top), ndtr(top) - ndtr(bottom)
+        kept = _between(
+            ndtr, jnp.where, (lo - shift - plx) / err, (hi - shift - plx) / err
         )
         density = jnp.exp(prior.logpdf_at(scale * v) + log_scale)
         total = jnp.sum(half[:, None] * _GL_W[None, :] * density * kept)
