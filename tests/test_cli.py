@@ -129,31 +129,6 @@ def test_query_command_writes_the_cone(tmp_path, capsys, monkeypatch):
     assert "--overwrite" in capsys.readouterr().err
 
 
-# Short chains: this test is about the command, not the sampler's convergence.
-def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys, monkeypatch):
-    import gaiadist.cli
-
-    folder = tmp_path / "demo"
-    # A quarter of the default stars and of the draws: the same pipeline, in
-    # less of CI's time.
-    monkeypatch.setattr(gaiadist.cli, "DEMO_SAMPLES", 500)
-    assert main(["demo", "-o", str(folder), "--stars", "1000"]) == 0
-    printed = capsys.readouterr().out
-    assert "StarDistance (EDSD" in printed
-    summary = QTable.read(folder / "cluster_summary.ecsv")
-    # D (with the parallax systematic and without), r50, the proper motion,
-    # the dispersion, Q and L against the truth.
-    assert len(summary) == 8
-    for row in summary:
-        assert abs(row["mean"] - row["truth"]) < 3 * row["sd"], row["parameter"]
-    members = QTable.read(folder / "cluster_members.ecsv")
-    stars = QTable.read(folder / "star_distances.ecsv")
-    assert len(members) == len(stars) == 1000
-    for name in ("corner", "cmd", "members", "predictive", "star_distances"):
-        assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert abs(np.nansum(members["p_member"]) - members["true_member"].sum()) < 40
-
-
 def test_zeropoint_command(m67_path, tmp_path, capsys):
     out = tmp_path / "zpt.parquet"
     with pytest.warns(Warning, match="outside the calibration"):

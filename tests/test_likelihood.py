@@ -1,5 +1,6 @@
 """The marginal parallax likelihood against a brute-force integral."""
 
+import functools
 import math
 
 import jax
@@ -15,6 +16,16 @@ from gaiadist.likelihood import (
 )
 
 from .reference import brute_force_log_marginal
+
+
+@functools.cache
+def _compiled(fn, make_prior):
+    """``fn(plx, err, make_prior(*args))``, compiled once per shape and dtype.
+
+    Run op by op, each of the rules' many operations would compile on its own.
+    """
+    return jax.jit(lambda plx, err, *args: fn(plx, err, make_prior(*args)))
+
 
 # Stars from the M67 field's range of parallax and error, plus harder ones:
 # negative and tiny parallaxes, S/N from 0.01 to 1000.
@@ -34,8 +45,10 @@ LOG_L = math.log(370.0) + np.linspace(-4.0, 4.0, 9)
 
 def _compare(fn, make_prior, kind, a, b=None):
     with jax.enable_x64(True):
-        prior = make_prior(a) if b is None else make_prior(a, b)
-        got = np.asarray(fn(jnp.asarray(PLX), jnp.asarray(ERR), prior))
+        args = (a,) if b is None else (a, b)
+        got = np.asarray(
+            _compiled(fn, make_prior)(jnp.asarray(PLX), jnp.asarray(ERR), *args)
+        )
     want = np.array(
         [
             brute_force_log_marginal(p, e, kind, a, b)
@@ -66,10 +79,11 @@ def test_field_integral_matches_brute_force():
 
 
 def test_float32_keeps_its_accuracy():
-    prior = EDSDLogPrior(math.log(470.0))
     got = np.asarray(
-        log_marginal_likelihood(
-            jnp.asarray(PLX, jnp.float32), jnp.asarray(ERR, jnp.float32), prior
+        _compiled(log_marginal_likelihood, EDSDLogPrior)(
+            jnp.asarray(PLX, jnp.float32),
+            jnp.asarray(ERR, jnp.float32),
+            jnp.float32(math.log(470.0)),
         )
     )
     want = np.array(
@@ -95,16 +109,22 @@ def test_narrow_cluster_in_float32(log_sigma):
     err32 = jnp.asarray(ERR, jnp.float32)
     m67_like = (PLX > 0.2) & (PLX < 3)
     for log_d in (math.log(837.0), math.log(3000.0)):
-        prior = GaussianLogPrior(jnp.float32(log_d), jnp.exp(jnp.float32(log_sigma)))
+        args = (jnp.float32(log_d), jnp.exp(jnp.float32(log_sigma)))
         want = np.array(
             [
                 brute_force_log_marginal(p, e, "cluster", log_d, math.exp(log_sigma))
                 for p, e in zip(PLX, ERR, strict=True)
             ]
         )
-        robust = np.asarray(log_marginal_likelihood(plx32, err32, prior))
+        robust = _compiled(log_marginal_likelihood, GaussianLogPrior)(
+            plx32, err32, *args
+        )
+        robust = np.asarray(robust)
         np.testing.assert_allclose(robust, want, rtol=2e-5, atol=2e-4)
-        fast = np.asarray(log_marginal_likelihood_fast(plx32, err32, prior))
+        fast = _compiled(log_marginal_likelihood_fast, GaussianLogPrior)(
+            plx32, err32, *args
+        )
+        fast = np.asarray(fast)
         np.testing.assert_allclose(fast[m67_like], want[m67_like], rtol=2e-5, atol=2e-4)
 
 
@@ -140,7 +160,8 @@ def test_gradient_is_the_derivative_of_the_value():
 
     with jax.enable_x64(True):
         theta = jnp.array([6.73, -4.0, 6.15])
-        grad = np.asarray(jax.grad(total)(theta))
+        grad = np.asarray(jax.jit(jax.grad(total))(theta))
+        total = jax.jit(total)
         h = 1e-5
         numeric = [
             (total(theta.at[i].add(h)) - total(theta.at[i].add(-h))) / (2 * h)

@@ -1,5 +1,6 @@
 """The marginal method's log posterior: closed-form derivatives against autodiff."""
 
+import functools
 import math
 
 import jax
@@ -64,6 +65,26 @@ def reference(x, priors):
     return total + jnp.sum(jnp.asarray(WEIGHT) * per_star)
 
 
+@functools.cache
+def _programs(name):
+    """The library's terms and the reference's derivatives, compiled for ``name``.
+
+    Run op by op, each of their many operations would compile on its own.
+    """
+    priors = PRIORS[name]
+
+    def ref(x):
+        return reference(x, priors)
+
+    return (
+        jax.jit(lambda x: log_density_terms(x, PLX, ERR, WEIGHT, priors, order=2)),
+        jax.jit(ref),
+        jax.jit(jax.grad(ref)),
+        jax.jit(jax.hessian(ref)),
+        jax.jit(jax.grad(lambda x: log_density(x, PLX, ERR, WEIGHT, priors))),
+    )
+
+
 @pytest.mark.parametrize("name", PRIORS)
 @pytest.mark.parametrize("theta", THETA)
 def test_derivatives_match_automatic_differentiation(name, theta):
@@ -75,22 +96,25 @@ def test_derivatives_match_automatic_differentiation(name, theta):
         x = jnp.array(
             [float(t.inv(v)) for t, v in zip(transforms(priors), theta, strict=True)]
         )
-        value, grad, hessian = log_density_terms(x, PLX, ERR, WEIGHT, priors, order=2)
-        np.testing.assert_allclose(value, reference(x, priors), rtol=1e-12)
-        want_grad = jax.grad(reference)(x, priors)
+        terms, ref, ref_grad, ref_hessian, nuts_grad = _programs(name)
+        value, grad, hessian = terms(x)
+        np.testing.assert_allclose(value, ref(x), rtol=1e-12)
+        want_grad = ref_grad(x)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-9)
-        want_hessian = jax.hessian(reference)(x, priors)
+        want_hessian = ref_hessian(x)
         scale = np.max(np.abs(want_hessian))
         np.testing.assert_allclose(hessian, want_hessian, rtol=1e-7, atol=1e-9 * scale)
-        # log_density carries the same gradient for NUTS, under jit too.
-        got = jax.jit(jax.grad(lambda x: log_density(x, PLX, ERR, WEIGHT, priors)))(x)
-        np.testing.assert_allclose(got, want_grad, rtol=1e-9, atol=1e-9)
+        # log_density carries the same gradient for NUTS.
+        np.testing.assert_allclose(nuts_grad(x), want_grad, rtol=1e-9, atol=1e-9)
 
 
 def test_float32_gradient_near_m67():
-    priors = default_priors()
     x = jnp.array([math.log(470.0), math.log(837.0), -4.05, -0.3], jnp.float32)
-    got = jax.grad(lambda x: log_density(x, PLX, ERR, WEIGHT, priors))(x)
+    priors = default_priors()
+    # float32 copies of the data: JAX keeps the float64 arrays it made of
+    # PLX, ERR and WEIGHT for the compiled float64 tests above.
+    plx, err, weight = (a.astype(np.float32) for a in (PLX, ERR, WEIGHT))
+    got = jax.jit(jax.grad(lambda x: log_density(x, plx, err, weight, priors)))(x)
     with jax.enable_x64(True):
-        want = jax.grad(reference)(jnp.asarray(x, jnp.float64), priors)
+        want = _programs("seed")[2](jnp.asarray(x, jnp.float64))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
