@@ -23,9 +23,11 @@ Modes of execution:
   for the survey. Workers need gaiadist installed.
 
 Worker processes (``"processes"`` and ``"dask"``) keep JAX's persistent
-compilation cache in ``output/jax_cache``: a program compiled by one worker
-is loaded, not compiled again, by the others and by a resumed survey. The
-process that calls `survey` is left with JAX's settings as they were.
+compilation cache in the folder of the process that calls `survey`, if it
+has one (`gaiadist.use_compilation_cache`), else in ``output/jax_cache``: a
+program compiled by one worker (or already by the caller) is loaded, not
+compiled again, by the others and by a resumed survey. The process that
+calls `survey` is left with JAX's settings as they were.
 - ``"batched"``: ``batch_size`` clusters at a time in one compiled program
   (`ClusterDistance.fit_many`), for GPUs.
 """
@@ -45,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import astropy.units as u
+import jax
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
@@ -318,7 +321,7 @@ def survey(
             workers=int(workers),
             scheduler=scheduler,
             batch_size=int(batch_size),
-            cache_dir=str((folder / "jax_cache").resolve()),
+            cache_dir=_worker_cache(folder),
         )
     finally:
         bar.close()
@@ -475,6 +478,12 @@ def _centre(task: dict) -> SkyCoord:
         pm_dec=task["pmdec"] * u.mas / u.yr,
         obstime=Time(task["epoch"], format="jyear"),
     )
+
+
+def _worker_cache(folder: Path) -> str:
+    """The worker processes' compilation cache: the caller's, else ``jax_cache``."""
+    current = jax.config.jax_compilation_cache_dir
+    return str(current or (folder / "jax_cache").resolve())
 
 
 def _fit_one(

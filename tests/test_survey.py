@@ -160,8 +160,22 @@ def test_dask_local_cluster_matches_sequential(catalogue, sequential, tmp_path):
     assert list(out["status"]) == list(want["status"])
     for name in ("D", "D_sd", "L", "Q", "sum_p_member", "quadrature_check"):
         np.testing.assert_allclose(out[name], want[name], rtol=1e-6)
-    # The workers kept their compiled programs for each other and for a re-run.
-    assert any((tmp_path / "jax_cache").iterdir())
+    # The workers kept their compiled programs in this process's folder (the
+    # test run's), where they found those of the sequential survey.
+    assert not (tmp_path / "jax_cache").exists()
+
+
+def test_workers_keep_their_programs_in_the_callers_cache_or_the_output(tmp_path):
+    import jax
+
+    mine = jax.config.jax_compilation_cache_dir  # the test run's (conftest)
+    assert survey_module._worker_cache(tmp_path) == mine
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        folder = survey_module._worker_cache(tmp_path)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", mine)
+    assert folder == str((tmp_path / "jax_cache").resolve())
 
 
 def test_processes_match_sequential(catalogue, sequential, tmp_path):
