@@ -267,17 +267,19 @@ def test_recovers_simulated_clusters_without_cuts(
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
 def test_second_fit_of_same_size_does_not_recompile(shared_model):
+    # Default settings, as the recovery tests above: the fits reuse their
+    # programs, compiled in this module (or else the first fit compiles).
     first = _simulated(900, 10, 0.3, 400, 5)
     second = _simulated(600, 8, 0.4, 500, 6)
-    shared_model.fit(first, num_warmup=100, num_samples=100)
+    shared_model.fit(first)
     ((run, _),) = (
-        f for k, f in shared_model._cache.items() if k[0] == "nuts" and k[2] == 100
+        f for k, f in shared_model._cache.items() if k[0] == "nuts" and k[2] == 300
     )
     per_star = _star_chunk_results._cache_size()
-    shared_model.fit(second, num_warmup=100, num_samples=100)
+    shared_model.fit(second)
     assert run._cache_size() == 1
     # The per-star results compile once for every size (fixed star chunks).
-    shared_model.fit(second[:1500], num_warmup=100, num_samples=100)
+    shared_model.fit(second[:1500])
     assert _star_chunk_results._cache_size() == per_star
 
 
