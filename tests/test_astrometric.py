@@ -211,14 +211,14 @@ def test_gradients_are_finite_and_match_finite_differences():
     with jax.enable_x64(True):
         stars = jax.tree.map(jnp.asarray, stars)
         params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
-        grad = jax.grad(log_likelihood)(params, stars)
+        # Compiled: op by op, each operation would compile on its own.
+        value = jax.jit(log_likelihood)
+        grad = jax.jit(jax.grad(log_likelihood))(params, stars)
         for name in ("log_D", "log_sigma", "pmra", "log_dispersion", "log_r50"):
             step = 1e-6
             up = dict(params, **{name: params[name] + step})
             down = dict(params, **{name: params[name] - step})
-            numeric = (log_likelihood(up, stars) - log_likelihood(down, stars)) / (
-                2 * step
-            )
+            numeric = (value(up, stars) - value(down, stars)) / (2 * step)
             assert float(grad[name]) == pytest.approx(
                 float(numeric), rel=1e-4, abs=1e-6
             )
@@ -344,27 +344,31 @@ def test_distance_series_matches_the_summed_integrals_and_continues():
     with jax.enable_x64(True):
         data = jax.tree.map(jnp.asarray, stars)
 
+        # Compiled: op by op, each operation would compile on its own.
+        integrals = jax.jit(distance_integrals)
+
         def direct(log_l):
-            values = distance_integrals(jnp.asarray(log_l, float), data)
+            values = integrals(jnp.asarray(log_l, float), data)
             return np.sum(np.asarray(values), axis=1)
 
         mid, half = np.log(1000.0), 0.1
         series = distance_series(
-            lambda v: distance_integrals(jnp.asarray(v, float), data), mid, half
+            lambda v: integrals(jnp.asarray(v, float), data), mid, half
         )
         jseries = DistanceSeries(*(jnp.asarray(a) for a in series))
+        value, slope = jax.jit(jseries.value), jax.jit(jax.grad(jseries.value))
         inside = mid + half * np.linspace(-1.0, 1.0, 9)
-        got = np.array([float(jseries.value(v)) for v in inside])
+        got = np.array([float(value(v)) for v in inside])
         np.testing.assert_allclose(got, direct(inside), atol=1e-3, rtol=0)
         step = 1e-4
         slopes = (direct(inside + step) - direct(inside - step)) / (2 * step)
-        grads = np.array([float(jax.grad(jseries.value)(v)) for v in inside])
+        grads = np.array([float(slope(v)) for v in inside])
         np.testing.assert_allclose(grads, slopes, rtol=1e-3, atol=1e-2)
         # Beyond the ends: continuous, and rising towards the interval.
         for end, sign in ((mid - half, -1.0), (mid + half, 1.0)):
-            at = float(jseries.value(end))
-            just = float(jseries.value(end + sign * 1e-6))
-            far = float(jseries.value(end + sign * 1.0))
+            at = float(value(end))
+            just = float(value(end + sign * 1e-6))
+            far = float(value(end + sign * 1.0))
             assert abs(just - at) < 1e-2
             assert np.isfinite(far) and far < at
-            assert sign * float(jax.grad(jseries.value)(end + sign * 1.0)) < 0
+            assert sign * float(slope(end + sign * 1.0)) < 0
