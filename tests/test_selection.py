@@ -94,12 +94,18 @@ def _summary(fit):
 
 
 @pytest.mark.filterwarnings("ignore::gaiadist.GaiadistWarning")
+@pytest.mark.slow
 def test_a_cut_field_gives_the_uncut_populations():
     """An M67-like field of 2,000 stars, whole and cut to 0.2-3 mas.
 
     The field without the cut is the truth's reference; treated as the whole
     field, the cut sample moves Q and L far off, and with the cut in the
     likelihood they agree with the whole field's within their errors.
+
+    Slow (120-230 s on 2 cores: three fits, each compiling programs of its
+    own; ``pytest -m slow``), out of CI's 20 minutes. The cut's terms are
+    checked against brute-force integrals above, and the cut fits run in
+    tests/test_cluster.py and tests/test_cli_cluster.py.
     """
     stars = apply_zeropoint(
         cluster_field(
