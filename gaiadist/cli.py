@@ -318,18 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         default=4000,
         help="stars in the simulated cone (default: %(default)s)",
     )
-    demo.add_argument(
-        "--num-warmup",
-        type=int,
-        default=300,
-        help="NUTS warm-up steps per chain (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--num-samples",
-        type=int,
-        default=2000,
-        help="NUTS draws per chain (default: %(default)s)",
-    )
+    _add_chain_options(demo, num_samples=2000)
     _add_common_options(parser, default=False)
     parser.add_argument(
         "--compile-cache",
@@ -909,6 +898,17 @@ def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="sampler seed (default: %(default)s)"
     )
+    _add_chain_options(parser, num_samples=1000)
+    parser.add_argument(
+        "--num-chains",
+        type=int,
+        default=2,
+        help="NUTS chains (default: %(default)s)",
+    )
+
+
+def _add_chain_options(parser: argparse.ArgumentParser, num_samples: int) -> None:
+    """``--num-warmup`` (300) and ``--num-samples``, NUTS's steps per chain."""
     parser.add_argument(
         "--num-warmup",
         type=int,
@@ -918,14 +918,8 @@ def _add_fit_options(parser: argparse.ArgumentParser, range_note: str) -> None:
     parser.add_argument(
         "--num-samples",
         type=int,
-        default=1000,
+        default=num_samples,
         help="NUTS draws per chain (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--num-chains",
-        type=int,
-        default=2,
-        help="NUTS chains (default: %(default)s)",
     )
 
 
