@@ -175,10 +175,12 @@ class AstrometricResult(NamedTuple):
         ``ln(L / pc)`` of the field alone at its mode.
     mode_dispersion, mode_r50 : float
         The cluster's velocity dispersion (km/s) and r50 (pc) at the mode.
+    mode_members : float
+        The sum of the stars' memberships at the mode.
     detected : bool
-        False where ``detection`` was below the threshold or the mode's
-        dispersion above the largest a cluster may have: then nothing was
-        sampled.
+        False where ``detection`` was below the threshold, the mode's
+        dispersion above the largest a cluster may have or its members
+        fewer than the fewest: then nothing was sampled.
     """
 
     samples: dict
@@ -197,6 +199,7 @@ class AstrometricResult(NamedTuple):
     field_alone_log_l: float
     mode_dispersion: float
     mode_r50: float
+    mode_members: float
     detected: bool
 
 
@@ -311,6 +314,7 @@ class Sampler:
         num_draws: int,
         detection_threshold: float | None = None,
         max_dispersion: float | None = None,
+        min_members: float | None = None,
         progress: bool = False,
     ) -> AstrometricResult:
         """Find the mode, sample around it and compute the per-star results.
@@ -318,10 +322,12 @@ class Sampler:
         ``stars`` are the unpadded stars, ``starts`` the unconstrained
         starting points of the mode searches, ``(k, p)``. Where the
         detection statistic (`_detection`) is below ``detection_threshold``,
-        or the mode's velocity dispersion is above ``max_dispersion``
-        (km/s; a population of the field, not a cluster), there is no
-        cluster: nothing is sampled, the draws are NaN, every membership 0
-        and the distances the field's alone.
+        the mode's velocity dispersion is above ``max_dispersion`` (km/s; a
+        population of the field, not a cluster), or the sum of the stars'
+        memberships at the mode is below ``min_members`` (a wide binary or
+        a multiple star), there is no cluster: nothing is sampled, the
+        draws are NaN, every membership 0 and the distances the field's
+        alone.
         """
         dtype = jnp.result_type(float)
         start = time.perf_counter()
@@ -344,9 +350,11 @@ class Sampler:
         at_mode = self.layout.unpack(jnp.asarray(final[0]))[0]
         found["mode_dispersion"] = math.exp(float(at_mode["log_dispersion"]))
         found["mode_r50"] = math.exp(float(at_mode["log_r50"]))
+        found["mode_members"] = self._members_at(stars, final[0], data[1], dtype)
         weak = detection_threshold is not None and not detection >= detection_threshold
         broad = max_dispersion is not None and found["mode_dispersion"] > max_dispersion
-        if weak or broad:
+        few = min_members is not None and not found["mode_members"] >= min_members
+        if weak or broad or few:
             return self._no_cluster(stars, num_chains, num_samples, start, found)
         centre, chol = whitening(*final, starts[0], max_sd=_MAX_SD)
         run, bar = self._compiled("nuts", num_warmup, num_samples, progress)
@@ -558,6 +566,14 @@ class Sampler:
         log_l = np.asarray(log_l, float)
         best = int(np.nanargmax(np.where(np.isfinite(log_l), log_l, -np.inf)))
         return with_cluster - log_l[best], np.asarray(modes[best], float)
+
+    def _members_at(self, stars, mode, field_on, dtype) -> float:
+        """The sum of the stars' memberships at ``mode`` (unconstrained)."""
+        n = stars.plx.shape[0]
+        padded = jax.tree.map(jnp.asarray, pad_stars(stars, padded_size(n), dtype))
+        odds = self._compiled("odds")(jnp.asarray(mode, dtype), padded, field_on)
+        odds = np.asarray(odds, float)[:n]
+        return float(np.sum(np.exp(-np.logaddexp(0.0, -odds[np.isfinite(odds)]))))
 
     def _sampler_data(self, stars, padded, mode, on, chol, dtype, points=None):
         """The sampler's data, with the certain field stars apart where that pays.

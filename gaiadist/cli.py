@@ -16,6 +16,7 @@ from .cluster import (
     DETECTION_THRESHOLD,
     MAX_DISPERSION,
     MAX_RELATIVE_SIZE,
+    MIN_MEMBERS,
     ClusterDistance,
 )
 from .columns import check_table_file, column_values, read_table, write_table
@@ -172,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NATS",
         help="the test for a cluster: below this log likelihood ratio over "
         "the field alone, or with a velocity dispersion above "
-        f"{MAX_DISPERSION:g} km/s at the mode (astrometric model) or a width "
-        f"of ln r above {MAX_RELATIVE_SIZE:g} (parallax-only model), there is "
-        "no cluster and nothing is sampled (default: %(default)g nats)",
+        f"{MAX_DISPERSION:g} km/s or fewer than {MIN_MEMBERS:g} members at the "
+        "mode (astrometric model) or a width of ln r above "
+        f"{MAX_RELATIVE_SIZE:g} (parallax-only model), there is no cluster and "
+        "nothing is sampled (default: %(default)g nats)",
     )
     cluster.add_argument(
         "--sample-anyway",
@@ -530,6 +532,7 @@ def _cluster(args: argparse.Namespace) -> int:
         detection_threshold=None if args.sample_anyway else args.detection_threshold,
         max_dispersion=None if args.sample_anyway else MAX_DISPERSION * u.km / u.s,
         max_relative_size=None if args.sample_anyway else MAX_RELATIVE_SIZE,
+        min_members=None if args.sample_anyway else MIN_MEMBERS,
         selection=not args.no_selection,
     )
     if args.parallax_range is not None:

@@ -13,11 +13,24 @@ clipped, gives the cluster's distance.
 On the 32 real fields of ``../shared/data/clusters`` it finds the proper
 motion centre of Hunt & Reffert (2023) within 0.25 mas/yr, and their mean
 parallax within 0.03 mas, for every cluster.
+
+A small cluster among many field stars (30 members in 10,000) is often not
+the first of these clumps: the field's own fluctuations outscore it in
+proper motion alone. `rank_peaks` orders the clumps by a likelihood ratio
+that also sees the stars' parallaxes, errors and positions: for each clump,
+a cluster there (its proper motion and parallax; a few velocity
+dispersions and Plummer radii tried) against a field whose proper motions
+and parallaxes are the smoothed histograms of all the stars, uniform on the
+sky, with the members' share profiled out. On simulated fields with 30
+members among 1,000-10,000 stars it puts the cluster first in 8 of the 9,
+against 5 of 9 for the contrast alone; on the 32 real fields it keeps the
+contrast's first clump first.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import TYPE_CHECKING, NamedTuple
 
 import astropy.units as u
 import numpy as np
@@ -26,12 +39,22 @@ from astropy.table import Table
 
 from .columns import column_values
 
-__all__ = ["ClusterGuess", "proper_motion_peak", "proper_motion_peaks"]
+if TYPE_CHECKING:
+    from .astrometric import AstrometricStars
+
+__all__ = ["ClusterGuess", "proper_motion_peak", "proper_motion_peaks", "rank_peaks"]
 
 _BINS = 120  # histogram bins along the wider proper motion range
 _SMOOTHING = (1, 2, 4)  # Gaussian smoothing widths tried, in bins
 _MIN_RADIUS = 0.3  # mas/yr: the smallest proper motion radius of the clump
 _MIN_STARS = 5
+#: Clumps `rank_peaks` is given by `ClusterDistance`.
+CANDIDATES = 20
+#: Velocity dispersions (km/s) and Plummer radii r50 (pc) `rank_peaks` tries.
+_DISPERSIONS = (0.5, 1.0, 2.0)
+_RADII = (1.0, 2.0, 4.0, 8.0)
+_DEPTH = 0.02  # the cluster's spread in parallax, as a share of it
+_KMS_PER_MASYR_KPC = 4.740470446
 
 
 class ClusterGuess(NamedTuple):
@@ -49,6 +72,8 @@ class ClusterGuess(NamedTuple):
         The excess of inner stars near that proper motion over what the
         outer stars predict for the same area, in units of the prediction's
         Poisson noise.
+    likelihood_ratio : float
+        The log likelihood ratio of `rank_peaks` (nats); NaN until ranked.
     """
 
     pmra: float
@@ -56,6 +81,7 @@ class ClusterGuess(NamedTuple):
     parallax: float
     n_stars: int
     significance: float
+    likelihood_ratio: float = float("nan")
 
     @property
     def distance(self) -> float:
@@ -204,11 +230,130 @@ def proper_motion_peaks(
     return guesses
 
 
-def _smooth(h: np.ndarray, s: int) -> np.ndarray:
-    """``h`` convolved with a Gaussian of ``s`` bins along both axes."""
+def rank_peaks(
+    stars: AstrometricStars, guesses: list[ClusterGuess]
+) -> list[ClusterGuess]:
+    """The clumps ordered by how well a cluster there explains the stars.
+
+    For each clump, the log likelihood ratio of a mixture, a cluster at the
+    clump's proper motion and parallax plus the field, to the field alone,
+    maximised over the cluster's share of the stars and over a grid of
+    velocity dispersions (0.5, 1 and 2 km/s at the clump's distance) and
+    Plummer radii (r50 of 1, 2, 4 and 8 pc) centred on the footprint. A
+    cluster star's density is its proper motion's Gaussian (its covariance
+    plus the dispersion), its parallax's (its error plus 2 % of the
+    clump's parallax) and the Plummer profile, normalised inside the
+    footprint (exactly for a cone, within the inscribed circle for a box).
+    The field's is the product of the smoothed histograms of all the stars'
+    proper motions and parallaxes, uniform on the sky. It is a screen, not
+    the model: the field's proper motions and parallaxes are taken as
+    independent, and the cluster as centred.
+
+    Parameters
+    ----------
+    stars : `~gaiadist.astrometric.AstrometricStars`
+        The usable stars, unpadded.
+    guesses : list of ClusterGuess
+        Clumps, as from `proper_motion_peaks`.
+
+    Returns
+    -------
+    list of ClusterGuess
+        The same clumps with ``likelihood_ratio`` set, largest first; those
+        without a positive parallax last, with ratio ``-inf``.
+    """
+    plx = np.asarray(stars.plx, float)
+    pm = np.stack([np.asarray(stars.pmra, float), np.asarray(stars.pmdec, float)], 1)
+    var_ra, cov, var_dec = (
+        np.asarray(a, float) for a in (stars.var_ra, stars.cov_radec, stars.var_dec)
+    )
+    err2 = np.asarray(stars.err, float) ** 2
+    bounds = np.asarray(stars.bounds, float)
+    radius = float(stars.radius)
+    if radius > 0:
+        area, inscribed = math.pi * radius**2, radius
+    else:
+        sides = bounds[1::2] - bounds[::2]
+        area, inscribed = float(np.prod(sides)), 0.5 * float(np.min(sides))
+    r2 = np.asarray(stars.x, float) ** 2 + np.asarray(stars.y, float) ** 2
+    log_field = (
+        np.log(_histogram_density(pm)) + np.log(_histogram_density(plx[:, None]))
+    ) - math.log(area)
+    ranked = []
+    for guess in guesses:
+        best = -np.inf
+        if np.isfinite(guess.parallax) and guess.parallax > 0 and plx.size:
+            p0, distance_kpc = guess.parallax, 1.0 / guess.parallax
+            d_ra, d_dec = pm[:, 0] - guess.pmra, pm[:, 1] - guess.pmdec
+            var = err2 + (_DEPTH * p0) ** 2
+            log_plx = -0.5 * ((plx - p0) ** 2 / var + np.log(2 * math.pi * var))
+            for dispersion in _DISPERSIONS:
+                tau2 = (dispersion / (_KMS_PER_MASYR_KPC * distance_kpc)) ** 2
+                a, c = var_ra + tau2, var_dec + tau2
+                det = a * c - cov * cov
+                chi2 = (c * d_ra**2 - 2 * cov * d_ra * d_dec + a * d_dec**2) / det
+                log_pm = -0.5 * chi2 - math.log(2 * math.pi) - 0.5 * np.log(det)
+                for r50 in _RADII:
+                    a2 = math.degrees(r50 * 1e-3 / distance_kpc) ** 2
+                    inside = inscribed**2 / (a2 + inscribed**2)
+                    log_sky = -math.log(math.pi * a2 * inside) - 2 * np.log1p(r2 / a2)
+                    log_ratio = log_pm + log_plx + log_sky - log_field
+                    best = max(best, _profile_share(log_ratio))
+        ranked.append(guess._replace(likelihood_ratio=float(best)))
+    return sorted(ranked, key=lambda g: -g.likelihood_ratio)
+
+
+def _histogram_density(values: np.ndarray, bins: int = 120) -> np.ndarray:
+    """Each row's density under the smoothed histogram of all the rows.
+
+    ``values`` is ``(n, 1)`` or ``(n, 2)``; the histogram spans the
+    central 99 % and 30 % more, smoothed over 2 bins, with a floor of half
+    a star per bin.
+    """
+    lo, hi = np.percentile(values, [0.5, 99.5], axis=0)
+    span = np.maximum(1.3 * (hi - lo), 1e-6)
+    mid = 0.5 * (lo + hi)
+    edges = [
+        np.linspace(m - w / 2, m + w / 2, bins + 1)
+        for m, w in zip(mid, span, strict=True)
+    ]
+    h = np.histogramdd(values, bins=edges)[0]
+    h = _smooth(h, 2) if h.ndim == 2 else np.convolve(h, _kernel(2), mode="same")
+    cell = float(np.prod(span / bins))
+    density = np.maximum(h, 0.5) / (values.shape[0] * cell)
+    index = tuple(
+        np.clip(np.searchsorted(e, v) - 1, 0, bins - 1)
+        for e, v in zip(edges, values.T, strict=True)
+    )
+    return density[index]
+
+
+def _profile_share(log_ratio: np.ndarray) -> float:
+    """``max over 0 <= Q < 1 of sum(log(1 + Q (r - 1)))``, ``r = exp(log_ratio)``.
+
+    The sum is concave in ``Q``: Newton's steps, kept inside the bounds.
+    """
+    r = np.exp(np.clip(log_ratio, -50.0, 50.0)) - 1.0
+    q = 0.01
+    for _ in range(30):
+        t = r / (1.0 + q * r)
+        curvature = np.sum(t * t)
+        if not curvature > 0:
+            break
+        q = float(np.clip(q + np.sum(t) / curvature, 1e-6, 0.99))
+    return float(np.sum(np.log1p(q * r)))
+
+
+def _kernel(s: int) -> np.ndarray:
+    """A Gaussian of ``s`` bins, normalised, out to 3 ``s``."""
     x = np.arange(-3 * s, 3 * s + 1)
     kernel = np.exp(-0.5 * (x / s) ** 2)
-    kernel /= kernel.sum()
+    return kernel / kernel.sum()
+
+
+def _smooth(h: np.ndarray, s: int) -> np.ndarray:
+    """``h`` convolved with a Gaussian of ``s`` bins along both axes."""
+    kernel = _kernel(s)
     for axis in (0, 1):
         h = np.apply_along_axis(np.convolve, axis, h, kernel, mode="same")
     return h

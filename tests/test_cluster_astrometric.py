@@ -6,7 +6,7 @@ import astropy.units as u
 import jax
 import numpy as np
 import pytest
-from astropy.table import QTable
+from astropy.table import QTable, Table, vstack
 from scipy import optimize, stats
 
 from gaiadist import (
@@ -25,7 +25,7 @@ from gaiadist.astrometric import (
     membership,
 )
 from gaiadist.astrometric_model import field_only_log_likelihood
-from gaiadist.cluster import DETECTION_THRESHOLD
+from gaiadist.cluster import DETECTION_THRESHOLD, MIN_MEMBERS
 from gaiadist.simulate import cluster_field, true_parameters
 
 
@@ -192,6 +192,38 @@ def test_a_field_without_a_cluster_says_so():
 
     with pytest.raises(InputError, match="members_plot: the fit found no cluster"):
         plotting.members_plot(fit)
+
+
+def test_a_wide_binary_is_not_a_cluster():
+    """Two stars 1" apart with one motion: a significant group, but no cluster.
+
+    The Plummer profile shrunk onto the pair makes it 63 nats better than
+    the field alone (the IC 4756 field without its cluster gave 42 nats
+    from such a pair); the sum of the memberships, 2, says what it is.
+    """
+    stars = Table(cluster_field(400, fraction=0.0, seed=5))
+    pair = stars[:2]
+    pair["source_id"] = [1, 2]
+    pair["ra"] = stars["ra"][10] + np.array([0.0, 3e-4])
+    pair["dec"] = stars["dec"][10] + np.array([0.0, 1e-4])
+    pair["pmra"], pair["pmdec"] = [16.31, 16.29], [-38.49, -38.51]
+    pair["parallax"], pair["phot_g_mean_mag"] = [3.9, 3.92], [15.0, 15.4]
+    for name in ("parallax_error", "pmra_error", "pmdec_error"):
+        pair[name] = [0.02, 0.025]
+    stars = apply_zeropoint(vstack([stars, pair]))
+    # The guesses put a start at the pair, as a catalogue's entry would.
+    model = ClusterDistance(
+        proper_motion_guess=(16.3, -38.5) * u.mas / u.yr, distance_guess=256 * u.pc
+    )
+    with pytest.warns(Warning, match="no cluster: the group the fit found is too"):
+        fit = model.fit(stars, num_warmup=100, num_samples=100)
+    meta = fit.table.meta["gaiadist"]["cluster_distance"]
+    assert fit.detection > 3 * DETECTION_THRESHOLD and meta["mode_r50_pc"] < 0.01
+    assert meta["mode_members"] == pytest.approx(2.0, abs=0.01)
+    assert not fit.detected and meta["min_members"] == MIN_MEMBERS
+    assert np.all(np.asarray(fit.table["p_member"]) == 0)
+    with pytest.raises(InputError, match="min_members must be a number"):
+        ClusterDistance(min_members="few")
 
 
 @pytest.mark.filterwarnings("ignore:the table has no 'parallax_corrected'")

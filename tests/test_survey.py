@@ -12,6 +12,7 @@ from astropy.table import QTable, Table
 from gaiadist import InputError, read_gaia, survey
 from gaiadist import surveys as survey_module
 from gaiadist.cli import main
+from gaiadist.cluster import DETECTION_THRESHOLD
 from gaiadist.simulate import cluster_field
 
 from .conftest import M67_PATH
@@ -301,7 +302,8 @@ def test_survey_of_real_fields_from_their_catalogue_folder(tmp_path, monkeypatch
     assert out["fit_n_stars"][0] == small["rows"][0]
     cut = out[-1]
     assert cut["status"] == "no cluster" and cut["message"].startswith("no cluster:")
-    assert cut["detection"] < 20 and np.isnan(cut["D"]) and cut["n_members"] == 0
+    assert cut["detection"] < DETECTION_THRESHOLD
+    assert np.isnan(cut["D"]) and cut["n_members"] == 0
     members = read_gaia(tmp_path / "out" / cut["members_file"])
     assert np.all(members["p_member"] == 0)
 
