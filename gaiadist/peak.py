@@ -23,7 +23,7 @@ dispersions and Plummer radii tried) against a field whose proper motions
 and parallaxes are the smoothed histograms of all the stars, uniform on the
 sky, with the members' share profiled out. On simulated fields with 30
 members among 1,000-10,000 stars it puts the cluster first in 8 of the 9,
-against 5 of 9 for the contrast alone; on the 32 real fields it keeps the
+against 4 of 9 for the contrast alone; on the 32 real fields it keeps the
 contrast's first clump first.
 """
 

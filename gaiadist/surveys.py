@@ -43,7 +43,7 @@ import time
 import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import astropy.units as u
@@ -174,7 +174,12 @@ def survey(
         unless it carries units; NaN or masked for none) is where the fit
         starts looking for the cluster. Optional ``file`` names a file of
         stars for that cluster; a relative path is taken relative to the
-        catalogue's folder when ``clusters`` is a file.
+        catalogue's folder when ``clusters`` is a file. Optional
+        ``parallax_min`` and ``parallax_max`` (mas unless they carry units;
+        NaN or masked for an open end), or else ``parallax_cut``, a text
+        such as ``"parallax > 1.5"`` or ``"0.2 < parallax < 3"`` (empty or
+        masked for none), give the cut that made that cluster's stars: it
+        replaces ``parallax_range`` for that cluster.
     output : path
         Folder for the results: ``survey.ecsv`` (one row per cluster),
         ``members/NAME.fits`` (every star of each cluster with ``p_member``,
@@ -198,7 +203,9 @@ def survey(
         Clusters per compiled program for ``"batched"``.
     parallax_range : (float, float), optional
         Fit only the stars with ``min < parallax < max`` (mas), as
-        `ClusterDistance.fit` does; the members files keep every star.
+        `ClusterDistance.fit` does (the cut in the likelihood), for every
+        cluster without a cut of its own in the catalogue; the members
+        files keep every star.
         By default every star is used: the model's field component is the
         whole population, and a cut biases its length scale and ``Q``.
     model : {"astrometric", "parallax"}, optional
@@ -280,7 +287,7 @@ def survey(
     results = {}
     todo = []
     for task in tasks:
-        done = _load_checkpoint(folder, task["slug"], settings)
+        done = _load_checkpoint(folder, task["slug"], _own_settings(settings, task))
         if done is None:
             todo.append(task)
         else:
@@ -303,7 +310,7 @@ def survey(
             except Exception as exc:  # noqa: BLE001 - one cluster never stops a survey
                 failed = _failed(exc, row.get("seconds", math.nan))
                 row.update(failed, message=f"writing {path}: {failed['message']}")
-        _save_checkpoint(folder, task["slug"], settings, row)
+        _save_checkpoint(folder, task["slug"], _own_settings(settings, task), row)
         results[task["slug"]] = row
         bar.update(1)
 
@@ -366,6 +373,7 @@ def _tasks(catalogue: Table, stars: str | None, base: Path | None) -> list[dict]
     }
     epoch = _column(catalogue, "epoch", u.dimensionless_unscaled)
     distance = _column(catalogue, "distance", u.pc)
+    cuts = _row_cuts(catalogue, names)
     tasks = []
     for i, (name, slug) in enumerate(zip(names, slugs, strict=True)):
         row = {c: catalogue[c][i] for c in catalogue.colnames}
@@ -386,8 +394,89 @@ def _tasks(catalogue: Table, stars: str | None, base: Path | None) -> list[dict]
         task.update({c: float(v[i]) for c, v in motion.items()})
         task["epoch"] = float(epoch[i]) if epoch is not None else math.nan
         task["distance"] = float(distance[i]) if distance is not None else math.nan
+        task["parallax_range"] = cuts[i]
         tasks.append(task)
     return tasks
+
+
+#: A comparison of ``parallax`` with a number, as in a ``parallax_cut`` text.
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_CLAUSE = re.compile(
+    rf"^\s*(?:(?P<left>{_NUMBER})\s*(?P<op_left><=?|>=?)\s*)?parallax"
+    rf"\s*(?:(?P<op_right><=?|>=?)\s*(?P<right>{_NUMBER}))?\s*$"
+)
+
+
+def _row_cuts(catalogue: Table, names: list[str]) -> list[tuple | None]:
+    """Each row's own parallax cut (mas), or None where it has none.
+
+    From ``parallax_min`` and ``parallax_max`` (mas unless they carry
+    units; NaN or masked for an open end), or else from a ``parallax_cut``
+    text such as ``"parallax > 1.5"`` or ``"0.2 < parallax < 3"`` (clauses
+    joined by ``and``; empty or masked for none).
+    """
+    n = len(catalogue)
+    low = _column(catalogue, "parallax_min", u.mas)
+    high = _column(catalogue, "parallax_max", u.mas)
+    if low is not None or high is not None:
+        low = np.full(n, np.nan) if low is None else low
+        high = np.full(n, np.nan) if high is None else high
+        cuts = []
+        for name, lo, hi in zip(names, low, high, strict=True):
+            if np.isnan(lo) and np.isnan(hi):
+                cuts.append(None)
+                continue
+            cut = (-math.inf if np.isnan(lo) else lo, math.inf if np.isnan(hi) else hi)
+            if not cut[0] < cut[1]:
+                raise InputError(
+                    f"cluster {name!r}: parallax_min {lo:g} is not below "
+                    f"parallax_max {hi:g}"
+                )
+            cuts.append(tuple(float(c) for c in cut))
+        return cuts
+    if "parallax_cut" not in catalogue.colnames:
+        return [None] * n
+    return [
+        _parse_cut(value, name)
+        for name, value in zip(names, catalogue["parallax_cut"], strict=True)
+    ]
+
+
+def _parse_cut(text, name: str) -> tuple | None:
+    """``(min, max)`` in mas from a ``parallax_cut`` text, or None if empty."""
+    if np.ma.is_masked(text) or not str(text).strip():
+        return None
+    lo, hi = -math.inf, math.inf
+    for clause in re.split(r"\s+and\s+|&", str(text).strip(), flags=re.IGNORECASE):
+        match = _CLAUSE.match(clause)
+        if match is None or not (match["left"] or match["right"]):
+            raise InputError(
+                f"cluster {name!r}: cannot read the parallax_cut {str(text)!r}; "
+                "write it as 'parallax > 1.5', '0.2 < parallax < 3' or "
+                "'parallax > 0.2 and parallax < 3' (mas), or give parallax_min "
+                "and parallax_max columns"
+            )
+        # "X < parallax" bounds it below, "parallax < X" above, and so on.
+        for value, op, below in (
+            (match["left"], match["op_left"], "<"),
+            (match["right"], match["op_right"], ">"),
+        ):
+            if value is None:
+                continue
+            if op.startswith(below):
+                lo = max(lo, float(value))
+            else:
+                hi = min(hi, float(value))
+    if not lo < hi:
+        raise InputError(f"cluster {name!r}: the parallax_cut {str(text)!r} is empty")
+    return (lo, hi)
+
+
+def _own_settings(settings: _Settings, task: dict) -> _Settings:
+    """``settings`` with the task's own parallax cut, where it has one."""
+    if task.get("parallax_range") is None:
+        return settings
+    return replace(settings, parallax_range=tuple(task["parallax_range"]))
 
 
 def _column(table: Table, name: str, unit) -> np.ndarray | None:
@@ -436,8 +525,12 @@ _MODELS: dict = {}  # one ClusterDistance per process and settings: its compilat
 def _model(
     settings: _Settings, distance: float, motion: tuple = (math.nan, math.nan)
 ) -> ClusterDistance:
-    """The process's model for ``settings``, starting at the catalogue's guesses."""
-    key = settings.key()
+    """The process's model for ``settings``, starting at the catalogue's guesses.
+
+    Clusters with different parallax cuts share one model, and so its
+    compiled programs.
+    """
+    key = replace(settings, parallax_range=None).key()
     if key not in _MODELS:
         _MODELS[key] = ClusterDistance(model=settings.model, priors=settings.priors)
     model = _MODELS[key]
@@ -496,6 +589,7 @@ def _fit_one(
     """
     if cache_dir is not None:
         use_compilation_cache(cache_dir)
+    settings = _own_settings(settings, task)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -621,6 +715,11 @@ def _collect(pending: dict, completed, finished) -> None:
 
 
 def _run_batched(todo, settings, finished, *, batch_size, **_):
+    # A cluster with a cut of its own is fitted alone: a batch has one cut.
+    for task in todo:
+        if task.get("parallax_range") is not None:
+            finished(task, *_fit_one(task, settings))
+    todo = [task for task in todo if task.get("parallax_range") is None]
     model = _model(settings, math.nan)
     for first in range(0, len(todo), batch_size):
         ready = []

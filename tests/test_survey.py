@@ -9,7 +9,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.table import QTable, Table
 
-from gaiadist import InputError, read_gaia, survey
+from gaiadist import ClusterDistance, InputError, read_gaia, survey
 from gaiadist import surveys as survey_module
 from gaiadist.cli import main
 from gaiadist.cluster import DETECTION_THRESHOLD
@@ -262,6 +262,56 @@ def test_row_without_stars_or_position_fails_alone(tmp_path):
 
 
 CLUSTERS = M67_PATH.parent / "clusters" / "clusters.ecsv"
+
+
+@pytest.mark.parametrize("mode", ["sequential", "batched"])
+def test_rows_with_a_cut_of_their_own_are_fitted_with_it(tmp_path, monkeypatch, mode):
+    path = tmp_path / "field.ecsv"
+    cluster_field(50, seed=1).write(path)
+    table = Table(
+        {
+            "name": ["a", "b", "c", "d"],
+            "file": [str(path)] * 4,
+            "parallax_cut": ["parallax > 1.5", "", "0.2 < parallax <= 3", "x"],
+        }
+    )
+    table["parallax_cut"] = np.ma.MaskedArray(
+        table["parallax_cut"], mask=[False, False, False, True]
+    )
+
+    def fit(self, stars, parallax_range=None, **kwargs):
+        raise RuntimeError(f"cut {parallax_range}")
+
+    monkeypatch.setattr(ClusterDistance, "fit", fit)
+    monkeypatch.setattr(ClusterDistance, "fit_many", fit)
+    out = survey(table, tmp_path / "out", parallax_range=(0.1, 5), mode=mode)
+    assert list(out["status"]) == ["failed"] * 4
+    cuts = [m.split("cut ")[1].split(" (at ")[0] for m in out["message"]]
+    assert cuts == ["(1.5, inf)", "(0.1, 5)", "(0.2, 3.0)", "(0.1, 5)"]
+
+
+def test_catalogue_cuts_are_read_or_refused():
+    names = ["a", "b", "c"]
+    columns = Table(
+        {
+            "parallax_min": [0.5, np.nan, np.nan] * u.mas,
+            "parallax_max": [2000.0, 3000.0, np.nan] * u.uas,
+        }
+    )
+    cuts = survey_module._row_cuts(columns, names)
+    assert cuts == [(0.5, 2.0), (-np.inf, 3.0), None]
+    texts = Table({"parallax_cut": ["parallax>0.2 and parallax<3", "1 < parallax"]})
+    assert survey_module._row_cuts(texts, names[:2]) == [(0.2, 3.0), (1.0, np.inf)]
+    for bad, why in (
+        ("plx > 2", "cannot read the parallax_cut 'plx > 2'"),
+        ("parallax > 3 and parallax < 1", "is empty"),
+    ):
+        with pytest.raises(InputError, match=why):
+            survey_module._row_cuts(Table({"parallax_cut": [bad]}), ["a"])
+    with pytest.raises(InputError, match="cluster 'a': parallax_min 5 is not below"):
+        survey_module._row_cuts(
+            Table({"parallax_min": [5.0], "parallax_max": [1.0]}), ["a"]
+        )
 
 
 @pytest.mark.skipif(not CLUSTERS.exists(), reason="real cluster fields not found")
