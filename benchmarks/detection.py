@@ -7,11 +7,12 @@ Usage: python benchmarks/detection.py [--simulated 1000,3000,10000,30000]
 For each field, a fit with short chains (they matter only where a cluster is
 found) and the test's numbers from its ``meta``: ``detection`` (the log
 likelihood ratio of the model with a cluster to the field alone, nats),
-the velocity dispersion (km/s) and r50 (pc) of the cluster at the mode, or
-for ``--model parallax`` the width of its ln r, and whether the fit found a
-cluster. ``--cut`` fits the simulated fields inside that parallax range
-(the cut in the likelihood); the real fields are fitted with their own cuts
-(the catalogue's ``parallax_cut``).
+the velocity dispersion (km/s), r50 (pc) and members (the sum of the
+memberships) of the cluster at the mode, or for ``--model parallax`` the
+width of its ln r, and whether the fit found a cluster. ``--cut`` fits the
+simulated fields inside that parallax range (the cut in the likelihood);
+the real fields are fitted with their own cuts (the catalogue's
+``parallax_cut``).
 
 - ``--simulated``: `gaiadist.simulate.cluster_field` cones of those sizes
   (seeds 1 to ``--seeds``) with about ``--members`` cluster members each
@@ -52,6 +53,7 @@ def test(model, stars, cut=None) -> dict:
     return {
         "detection": fit.detection,
         "width": width,
+        "members": meta.get("mode_members", np.nan),
         "found": fit.detected,
         "seconds": time.perf_counter() - start,
     }
@@ -61,7 +63,8 @@ def line(label: str, n: int, truth: bool, r: dict) -> str:
     right = "right" if r["found"] == truth else "WRONG"
     return (
         f"{label:28s} {n:6d} {r['detection']:8.1f} {r['width'][0]:7.3g} "
-        f"{r['width'][1]:6.1f} {'cluster' if r['found'] else 'none':8s} "
+        f"{r['width'][1]:6.1f} {r['members']:7.1f} "
+        f"{'cluster' if r['found'] else 'none':8s} "
         f"{right:5s} {r['seconds']:6.1f}"
     )
 
@@ -81,7 +84,7 @@ def main() -> None:
     width = "width" if args.model == "parallax" else "disp"
     print(
         f"{'field':28s} {'stars':>6s} {'det':>8s} {width:>7s} {'r50':>6s} "
-        f"{'found':8s} {'':5s} {'s':>6s}"
+        f"{'members':>7s} {'found':8s} {'':5s} {'s':>6s}"
     )
     scores = {}
     sizes = [int(n) for n in args.simulated.split(",") if n]
