@@ -153,7 +153,8 @@ RIVAL_LIMIT = 0.01
 #: there is no cluster. See ``ClusterDistance``. Calibrated on the
 #: astrometric model: 63 simulated fields without a cluster (1,000-30,000
 #: stars) gave at most 11.2 nats where the "cluster" was not vetoed by its
-#: dispersion, and 24 with 30 members among 1,000-10,000 stars at least 15.4.
+#: dispersion; 23 of 24 with 30 members among 1,000-10,000 stars at least
+#: 15.6 (the 24th: a group of 3 stars, 15.4 nats; its cluster 12.2).
 DETECTION_THRESHOLD = 14.0
 #: The largest velocity dispersion (km/s) of a cluster at the astrometric
 #: model's mode: a broader component is a population of the field.
