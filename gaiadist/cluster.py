@@ -943,7 +943,7 @@ class ClusterDistance:
             if cuts[0] is None
             else jax.tree_util.tree_map(lambda *a: np.stack(a), *cuts)
         )
-        starts = np.stack([self._starts(job) for job in jobs])
+        starts = np.stack([self._starts(job, i) for i, job in enumerate(jobs)])
         start = time.perf_counter()
         modes, log_p, hessians = (
             np.asarray(a)
@@ -996,15 +996,25 @@ class ClusterDistance:
             for i, job in enumerate(jobs)
         ]
 
-    def _starts(self, job: _Job) -> np.ndarray:
-        """The mode searches' starting points, unconstrained, shape (4, 4)."""
+    def _starts(self, job: _Job, index: int | None = None) -> np.ndarray:
+        """The mode searches' starting points, unconstrained, shape (4, 4).
+
+        Raises the error of `_zero_posterior` at once, before anything is
+        compiled, where every point lies outside the priors' support
+        (``index``: the table's place in a batch).
+        """
+        points = _starting_points(job.init, job.peak)
+        if not any(
+            all(bool(self.priors[k].support(v)) for k, v in p.items()) for p in points
+        ):
+            raise _zero_posterior(index)
         return np.array(
             [
                 [
                     float(dist.biject_to(self.priors[k].support).inv(value))
                     for k, value in point.items()
                 ]
-                for point in _starting_points(job.init, job.peak)
+                for point in points
             ]
         )
 
@@ -1571,13 +1581,18 @@ def _whitening_map(modes, log_p, hessians, start, index=None):
     """
     log_p = np.asarray(log_p)
     if not np.any(np.isfinite(log_p)):
-        which = "" if index is None else f" of tables[{index}]"
-        raise InputError(
-            f"the posterior{which} is zero or undefined at every starting point "
-            "of the mode search; check that distance_guess lies inside the "
-            "support of the priors"
-        )
+        raise _zero_posterior(index)
     return whitening(*best_mode(np.asarray(modes), log_p, np.asarray(hessians)), start)
+
+
+def _zero_posterior(index: int | None = None) -> InputError:
+    """The error for a posterior that is zero at every starting point."""
+    which = "" if index is None else f" of tables[{index}]"
+    return InputError(
+        f"the posterior{which} is zero or undefined at every starting point "
+        "of the mode search; check that distance_guess lies inside the "
+        "support of the priors"
+    )
 
 
 def _import_arviz():
