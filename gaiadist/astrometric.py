@@ -452,19 +452,23 @@ def _near_log_likelihoods(params: dict, stars: AstrometricStars):
 
     The halo shares the members' distances and mean motion, with a velocity
     dispersion ``1 + 5 sigmoid(halo_heat)`` times theirs (at most six
-    times), and is uniform over the footprint. Its parallax term is the
-    members' (the parallax given the proper motion, `_cluster_motion`):
-    that keeps one quadrature for both, and is still a normalised density
-    of the star's astrometry, only with the members' regression of the
-    parallax on the proper motion in place of its own.
+    times), and is uniform over the footprint. As for the field, the
+    correlations between its parallax and proper motion errors are left
+    out: its parallax term is the distance integral of the parallax as
+    published. (The members' parallax given the proper motion would save
+    that quadrature, but its regression, right within the members' narrow
+    spread, moves the parallax of a star tens of mas/yr away by several
+    mas: nearby stars of large motion then came out at the cluster's
+    distance, in the distance percentiles' odds, by thousands of nats.)
     """
     log_core, log_halo, _ = halo_shares(params)
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     motion, plx, err = _cluster_motion(params, stars)
-    distance = _log_distance_integral(plx, err, cluster)
-    core = log_core + motion + distance + _cluster_sky(params, stars)
+    core = log_core + motion + _log_distance_integral(plx, err, cluster)
+    core = core + _cluster_sky(params, stars)
     if "log_halo" not in params:
         return core, jnp.full_like(core, -jnp.inf)
+    distance = _log_distance_integral(stars.plx, stars.err, cluster)
     var = (halo_heat(params["halo_heat"]) * _cluster_spread(params)) ** 2
     halo_motion = _log_normal2(
         stars.pmra - params["pmra"],
