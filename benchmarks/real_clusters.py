@@ -18,8 +18,6 @@ beside Hunt & Reffert's (2023), and at the end the scores of issue 19:
   lies more than 3 sigma from HR23's centre, sigma their own errors and
   HR23's spread (s_pmra, s_pmdec) combined (a 2-d Mahalanobis distance);
 - r50 within a factor 1.5 of HR23's r50_pc;
-- (in ``--out`` only) the astrometric model's halo: its share of the stars
-  and its velocity dispersion (km/s);
 - the detection statistic (`ClusterFit.detection`) and how many fields
   have a cluster by its test;
 
@@ -135,12 +133,6 @@ def main() -> None:
                 "n_members": n_mem,
                 "n_ref": ref["n_stars"],
                 "contamination": share,
-                "Q_halo": summary["Q_halo"]["mean"] if "Q_halo" in summary else np.nan,
-                "halo_dispersion": (
-                    summary["halo_dispersion"]["mean"]
-                    if "halo_dispersion" in summary
-                    else np.nan
-                ),
                 "detection": fit.detection,
                 "detected": fit.detected,
                 "seconds": wall,

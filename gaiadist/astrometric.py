@@ -71,10 +71,7 @@ __all__ = [
     "distance_integrals",
     "distance_series",
     "field_log_likelihood",
-    "halo_heat",
-    "halo_shares",
     "log_likelihood",
-    "member_log_odds",
     "membership",
     "membership_and_odds",
     "selection_log_likelihood",
@@ -93,12 +90,6 @@ _CORNER_SHARE = 0.01
 _SHARED = ("bounds", "radius", "scale")
 #: Position angles of the integral over a cone's edge (`_plummer_in_cone`).
 _N_ANGLES = 128
-#: The halo's velocity dispersion is at most ``1 + _HALO_HEAT`` times the
-#: members'. Unbounded, on real fields of distant clusters (King 11, NGC
-#: 1193) it grew to 12-14 times, a population of the field at the
-#: cluster's distance, which moved D by 1-3 %; bounded, the memberships
-#: were as clean and D where it was.
-_HALO_HEAT = 5.0
 #: Chebyshev points of a `DistanceSeries`.
 _SERIES_NODES = 24
 
@@ -418,7 +409,7 @@ def pad_stars(stars: AstrometricStars, size: int, dtype) -> AstrometricStars:
 
 
 def component_log_likelihoods(params: dict, stars: AstrometricStars):
-    """Each star's log likelihood at the cluster's distance and in the field.
+    """Each star's log likelihood under the cluster and under the field.
 
     Parameters
     ----------
@@ -427,90 +418,38 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
         ``pmra``, ``pmdec`` (mas/yr), ``log_dispersion`` (velocity
         dispersion, km/s), ``log_r50`` (pc), the cluster's centre on the
         sky, ``centre_x`` and ``centre_y`` (offsets from the footprint's
-        centre in units of `Footprint.scale`), the halo's ``log_halo`` and
-        ``halo_heat`` (`halo_shares`; without them, no halo), and the
-        field's proper motion mixture: ``field_weights`` (K,) summing to 1,
-        ``field_pm`` (K, 2) means (mas/yr) and ``log_field_sd`` (K, 2)
-        widths; optionally ``field_on`` (K,), 0 for a Gaussian left out (its
-        weight is shared among the others) and 1 for one used.
+        centre in units of `Footprint.scale`), and the field's proper motion
+        mixture: ``field_weights`` (K,) summing to 1, ``field_pm`` (K, 2)
+        means (mas/yr) and ``log_field_sd`` (K, 2) widths; optionally
+        ``field_on`` (K,), 0 for a Gaussian left out (its weight is shared
+        among the others) and 1 for one used.
     stars : AstrometricStars
         The stars.
 
     Returns
     -------
-    near, field : array, shape (n,)
-        ``ln(Q p(star | members) + Q_halo p(star | halo))``, the two
-        components at the cluster's distance, and ``ln(Q_field p(star |
-        field))``, the distance integrated out on fixed nodes.
+    cluster, field : array, shape (n,)
+        ``ln Q + ln p(star | cluster)`` and ``ln(1 - Q) + ln p(star | field)``,
+        the distance integrated out on fixed nodes.
     """
-    core, halo = _near_log_likelihoods(params, stars)
-    return jnp.logaddexp(core, halo), field_log_likelihood(params, stars)
-
-
-def _near_log_likelihoods(params: dict, stars: AstrometricStars):
-    """The members' ``ln Q + ln p(star | members)`` and the halo's likewise.
-
-    The halo shares the members' distances and mean motion, with a velocity
-    dispersion ``1 + 5 sigmoid(halo_heat)`` times theirs (at most six
-    times), and is uniform over the footprint. As for the field, the
-    correlations between its parallax and proper motion errors are left
-    out: its parallax term is the distance integral of the parallax as
-    published. (The members' parallax given the proper motion would save
-    that quadrature, but its regression, right within the members' narrow
-    spread, moves the parallax of a star tens of mas/yr away by several
-    mas: nearby stars of large motion then came out at the cluster's
-    distance, in the distance percentiles' odds, by thousands of nats.)
-    """
-    log_core, log_halo, _ = halo_shares(params)
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     motion, plx, err = _cluster_motion(params, stars)
-    core = log_core + motion + _log_distance_integral(plx, err, cluster)
-    core = core + _cluster_sky(params, stars)
-    if "log_halo" not in params:
-        return core, jnp.full_like(core, -jnp.inf)
-    distance = _log_distance_integral(stars.plx, stars.err, cluster)
-    var = (halo_heat(params["halo_heat"]) * _cluster_spread(params)) ** 2
-    halo_motion = _log_normal2(
-        stars.pmra - params["pmra"],
-        stars.pmdec - params["pmdec"],
-        stars.var_ra + var,
-        stars.cov_radec,
-        stars.var_dec + var,
+    log_c = motion + _log_distance_integral(plx, err, cluster)
+    return (
+        jnp.log(params["Q"]) + log_c + _cluster_sky(params, stars),
+        field_log_likelihood(params, stars),
     )
-    return core, log_halo + halo_motion + distance + _field_sky(params, stars)
-
-
-def halo_heat(value):
-    """The halo's velocity dispersion over the members', ``1 + 5 sigmoid(value)``."""
-    return 1.0 + _HALO_HEAT * jax.nn.sigmoid(value)
-
-
-def halo_shares(params: dict):
-    """``ln`` of the members', the halo's and the field's shares of the stars.
-
-    The members' share is ``Q``; the halo takes ``u = Q w / (1 - Q + Q w)``
-    of the rest, ``w = exp(log_halo)``: at most ``w`` times the members, and
-    nothing without members, so that the halo cannot stand for a cluster
-    of its own. Without ``log_halo`` in ``params`` the halo's share is 0.
-    """
-    q = params["Q"]
-    log_rest = jnp.log1p(-q)
-    if "log_halo" not in params:
-        return jnp.log(q), jnp.full_like(q, -jnp.inf), log_rest
-    log_qw = jnp.log(q) + params["log_halo"]
-    log_norm = jnp.logaddexp(log_rest, log_qw)
-    return jnp.log(q), log_rest + log_qw - log_norm, 2.0 * log_rest - log_norm
 
 
 def field_log_likelihood(
     params: dict, stars: AstrometricStars, *, distance: bool = True
 ):
-    """Each star's ``ln Q_field + ln p(star | field)`` (`component_log_likelihoods`).
+    """Each star's ``ln(1 - Q) + ln p(star | field)`` (`component_log_likelihoods`).
 
     With ``distance=False``, without the parallax's term (the distance
     integral), which depends on ``log_L`` alone (`distance_series`).
     """
-    value = halo_shares(params)[2] + _field_motion(params, stars)
+    value = jnp.log1p(-params["Q"]) + _field_motion(params, stars)
     value = value + _field_sky(params, stars)
     if not distance:
         return value
@@ -626,26 +565,23 @@ def log_likelihood(params: dict, stars: AstrometricStars) -> jax.Array:
 
 
 def selection_log_likelihood(params: dict, *groups: AstrometricStars) -> jax.Array:
-    """``-sum_n weight_n ln(Q_near P_cluster,n + Q_field P_field,n)`` for the cut.
+    """``-sum_n weight_n ln(Q P_cluster,n + (1 - Q) P_field,n)`` for the cut.
 
     ``P`` is the fraction of each component that the parallax cut keeps at
     the star's parallax error and zero point
-    (`gaiadist.selection.mixture_log_selected`), ``Q_near`` the members'
-    and the halo's share (`halo_shares`), at the cluster's distance; the
-    proper motions and the position integrate out of it, so it is the
-    parallax-only model's term.
+    (`gaiadist.selection.mixture_log_selected`); the proper motions and the
+    position integrate out of it, so it is the parallax-only model's term.
     The sum runs over the stars of every group, which share one cut. It is
     0 for stars without a cut; ``params`` without ``log_D`` (the field
     alone) give ``-sum ln P_field``.
     """
     if groups[0].cut is None:
         return jnp.zeros(())
-    cluster, near = None, None
+    cluster = None
     if "log_D" in params:
         cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
-        near = -jnp.expm1(halo_shares(params)[2])
     return mixture_log_selected(
-        near,
+        params.get("Q"),
         cluster,
         EDSDLogPrior(params["log_L"]),
         [(stars.cut, stars.weight) for stars in groups],
@@ -668,39 +604,26 @@ def take_stars(stars: AstrometricStars, index) -> AstrometricStars:
 
 
 def membership(params: dict, stars: AstrometricStars) -> jax.Array:
-    """Each star's probability of being a member, for one ``params``.
-
-    A member belongs to the cluster's compact component, not to its halo.
-    """
-    return jax.nn.sigmoid(member_log_odds(params, stars))
-
-
-def member_log_odds(params: dict, stars: AstrometricStars) -> jax.Array:
-    """Each star's log odds of membership: the members over the halo and field."""
-    core, halo = _near_log_likelihoods(params, stars)
-    return core - jnp.logaddexp(halo, field_log_likelihood(params, stars))
+    """Each star's probability of belonging to the cluster, for one ``params``."""
+    c, f = component_log_likelihoods(params, stars)
+    return jnp.exp(c - jnp.logaddexp(c, f))
 
 
 def membership_and_odds(params: dict, stars: AstrometricStars):
     """Each star's membership, and how far its other observables move it.
 
-    Returns ``p_member`` (`membership`) and the log likelihood ratio, at the
-    cluster's distance (members and halo) over the field, that the proper
-    motions and the position add to the parallax's (with the parallax
-    unshifted): `gaiadist.marginal.star_results` adds it to each draw's
-    cluster component, of share ``Q_near``, for the distances.
+    Returns ``p_member`` and the log likelihood ratio, cluster over field,
+    that the proper motions and the position add to the parallax's (with
+    the parallax unshifted): `gaiadist.marginal.star_results` adds it to
+    each draw's cluster component for the distances.
     """
-    core, halo = _near_log_likelihoods(params, stars)
-    near = jnp.logaddexp(core, halo)
-    f = field_log_likelihood(params, stars)
-    _, _, log_field = halo_shares(params)
+    c, f = component_log_likelihoods(params, stars)
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     field = EDSDLogPrior(params["log_L"])
     c0 = _log_distance_integral(stars.plx, stars.err, cluster)
     f0 = _log_distance_integral(stars.plx, stars.err, field)
-    log_near = jnp.log(-jnp.expm1(log_field))
-    odds = (near - log_near - c0) - (f - log_field - f0)
-    return jnp.exp(core - jnp.logaddexp(near, f)), odds
+    odds = (c - jnp.log(params["Q"]) - c0) - (f - jnp.log1p(-params["Q"]) - f0)
+    return jnp.exp(c - jnp.logaddexp(c, f)), odds
 
 
 def _log_normal2(d0, d1, a, b, c):
@@ -717,7 +640,9 @@ def _cluster_motion(params, stars):
     mu)`` and its error ``sqrt(C_pp - h C_mp)``, ``h = C_pm (C_mm + S)^-1``,
     with ``S`` the dispersion at the cluster's distance.
     """
-    spread = _cluster_spread(params)
+    spread = jnp.exp(params["log_dispersion"] - params["log_D"]) * (
+        1000.0 / KMS_PER_MASYR_KPC
+    )
     var = spread * spread
     a, b, c = stars.var_ra + var, stars.cov_radec, stars.var_dec + var
     d0, d1 = stars.pmra - params["pmra"], stars.pmdec - params["pmdec"]
@@ -730,13 +655,6 @@ def _cluster_motion(params, stars):
     plx = stars.plx - (stars.cov_ra * s0 + stars.cov_dec * s1)
     var_plx = stars.err * stars.err - (stars.cov_ra * t0 + stars.cov_dec * t1)
     return log_motion, plx, jnp.sqrt(var_plx)
-
-
-def _cluster_spread(params):
-    """The members' velocity dispersion in mas/yr at the cluster's distance."""
-    return jnp.exp(params["log_dispersion"] - params["log_D"]) * (
-        1000.0 / KMS_PER_MASYR_KPC
-    )
 
 
 def _field_motion(params, stars):

@@ -24,7 +24,6 @@ from .astrometric import (
     component_log_likelihoods,
     distance_integrals,
     distance_series,
-    member_log_odds,
     membership_and_odds,
     pad_stars,
     take_stars,
@@ -286,11 +285,9 @@ class Sampler:
             elif kind == "odds":
 
                 def odds(x, stars, field_on):
-                    # At the cluster's distance (members and halo) over the
-                    # field, and members over the rest.
                     params = dict(self.layout.unpack(x)[0], field_on=field_on)
                     c, f = component_log_likelihoods(params, stars)
-                    return jnp.stack([c - f, member_log_odds(params, stars)])
+                    return c - f
 
                 self._cache[key] = jax.jit(odds)
             else:  # "members"
@@ -390,7 +387,7 @@ class Sampler:
         nearest = float(np.max(p_field_only)) if p_field_only.size else 0.0
         params = self.layout.split(chosen[:_DISTANCE_DRAWS])
         theta = np.stack(
-            [params[k] for k in ("log_L", "log_D", "log_sigma", "Q_near")], axis=1
+            [params[k] for k in ("log_L", "log_D", "log_sigma", "Q")], axis=1
         )
         quantiles, check = _distances(
             stars,
@@ -575,7 +572,7 @@ class Sampler:
         n = stars.plx.shape[0]
         padded = jax.tree.map(jnp.asarray, pad_stars(stars, padded_size(n), dtype))
         odds = self._compiled("odds")(jnp.asarray(mode, dtype), padded, field_on)
-        odds = np.asarray(odds, float)[1, :n]
+        odds = np.asarray(odds, float)[:n]
         return float(np.sum(np.exp(-np.logaddexp(0.0, -odds[np.isfinite(odds)]))))
 
     def _sampler_data(self, stars, padded, mode, on, chol, dtype, points=None):
@@ -603,7 +600,7 @@ class Sampler:
             [
                 np.asarray(
                     self._compiled("odds")(jnp.asarray(x, dtype), padded, on_), float
-                )[0, :n]
+                )[:n]
                 for x in at
             ],
             axis=0,

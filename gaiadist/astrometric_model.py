@@ -23,7 +23,6 @@ from .astrometric import (
     FieldStars,
     component_log_likelihoods,
     field_log_likelihood,
-    halo_shares,
     log_likelihood,
     selection_log_likelihood,
 )
@@ -58,18 +57,14 @@ PARAMETERS = (
     "log_r50",
     "centre_x",
     "centre_y",
-    "log_halo",
-    "halo_heat",
     "field_logits",
     "field_pm",
     "log_field_sd",
 )
 #: What the likelihood takes besides the parameters, and the draws include:
 #: ``log_sigma``, the width of the members' ``ln r``, ``log_depth - log_D``;
-#: ``field_weights``, the softmax of ``field_logits``; ``Q_near``, the share
-#: of the stars at the cluster's distance, members and halo
-#: (`gaiadist.astrometric.halo_shares`).
-DERIVED = ("log_sigma", "field_weights", "Q_near")
+#: ``field_weights``, the softmax of ``field_logits``.
+DERIVED = ("log_sigma", "field_weights")
 
 
 def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
@@ -95,10 +90,6 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
       Reffert 2023 find 1 to 20 pc for most);
     - ``centre_x, centre_y ~ Normal(0, 0.5)``: the cluster's centre, in half
       widths of the footprint from its centre;
-    - the halo (`gaiadist.astrometric.halo_shares`): ``log_halo ~ Normal(ln
-      0.1, 2)``, its size as a multiple of the members' (at most), and
-      ``halo_heat ~ Normal(0, 1.5)``, its velocity dispersion ``1 + 5
-      sigmoid(halo_heat)`` times theirs (3.5 times at 0);
     - the field's mixture: weights the softmax of ``field_logits ~
       Normal(0, 1.5)``, ``field_pm ~ Normal(0, 50)`` mas/yr and
       ``log_field_sd ~ Normal(ln 5, 2)`` (mas/yr) for each of ``n_field``
@@ -119,8 +110,6 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
         "log_r50": dist.Normal(math.log(3.0), 1.5),
         "centre_x": dist.Normal(0.0, 0.5),
         "centre_y": dist.Normal(0.0, 0.5),
-        "log_halo": dist.Normal(math.log(0.1), 2.0),
-        "halo_heat": dist.Normal(0.0, 1.5),
         "field_logits": dist.Normal(0.0, 1.5).expand((k,)).to_event(1),
         "field_pm": dist.Normal(0.0, 50.0).expand((k, 2)).to_event(2),
         "log_field_sd": dist.Normal(math.log(5.0), 2.0).expand((k, 2)).to_event(2),
@@ -143,7 +132,6 @@ class Layout:
         self.shapes = {k: tuple(priors[k].event_shape) for k in PARAMETERS}
         self.shapes["log_sigma"] = ()
         self.shapes["field_weights"] = self.shapes["field_logits"]
-        self.shapes["Q_near"] = ()
         self.free_shapes = {
             k: tuple(self.transforms[k].inverse_shape(self.shapes[k]))
             for k in PARAMETERS
@@ -208,7 +196,6 @@ def derive(params: dict) -> dict:
         params,
         log_sigma=params["log_depth"] - params["log_D"],
         field_weights=jax.nn.softmax(params["field_logits"], axis=-1),
-        Q_near=-jnp.expm1(halo_shares(params)[2]),
     )
 
 
@@ -364,8 +351,6 @@ def starting_points(
             "log_r50": math.log(r50),
             "centre_x": 0.0,
             "centre_y": 0.0,
-            "log_halo": math.log(0.1),
-            "halo_heat": 0.0,
             **field,
         }
 

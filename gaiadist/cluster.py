@@ -43,7 +43,6 @@ from .astrometric import (
     Footprint,
     astrometric_stars,
     footprint_of,
-    halo_heat,
 )
 from .astrometric_fit import Sampler
 from .astrometric_model import PARAMETERS, Layout, derive, starting_points
@@ -122,8 +121,6 @@ _ASTROMETRIC_ROWS = (
     "dispersion_pm",
     "dispersion",
     "Q",
-    "Q_halo",
-    "halo_dispersion",
     "L",
     "depth",
     "ra",
@@ -140,7 +137,6 @@ _UNITS = {
     "pmdec": "mas / yr",
     "dispersion_pm": "mas / yr",
     "dispersion": "km / s",
-    "halo_dispersion": "km / s",
     "depth": "pc",
     "ra": "deg",
     "dec": "deg",
@@ -1249,8 +1245,7 @@ class ClusterFit:
         """Parallaxes simulated from the fitted model, star by star.
 
         For each of ``num_draws`` posterior draws of the population, every
-        star is made a member with probability ``Q`` (the astrometric model:
-        a member or in the halo, ``Q_near``) or a field star, given a
+        star is made a member with probability ``Q`` or a field star, given a
         distance from the cluster's log-normal or the field's EDSD, and a
         parallax ``1000 / r`` plus its own Gaussian error.
 
@@ -1262,12 +1257,9 @@ class ClusterFit:
             ``(num_draws,)`` per row, in mas; NaN for rows the fit did not use.
         """
         rng = np.random.default_rng(seed)
-        # The astrometric model's halo is at the cluster's distance too.
-        share = "Q_near" if self.model == "astrometric" else "Q"
         flat = {
-            k: self.samples[k].reshape(-1) for k in ("log_D", "log_sigma", "L", share)
+            k: self.samples[k].reshape(-1) for k in ("log_D", "log_sigma", "L", "Q")
         }
-        flat["Q"] = flat.pop(share)
         pick = rng.choice(flat["Q"].size, size=num_draws, replace=False)
         return self._predictive({k: v[pick] for k, v in flat.items()}, rng)
 
@@ -1279,9 +1271,7 @@ class ClusterFit:
             key, sub = jax.random.split(key)
             draws[name] = np.asarray(prior.sample(sub, (num_draws,)), dtype=float)
         if self.model == "astrometric":
-            derived = derive(draws)
-            draws["log_sigma"] = np.asarray(derived["log_sigma"])
-            draws["Q"] = np.asarray(derived["Q_near"])
+            draws["log_sigma"] = np.asarray(derive(draws)["log_sigma"])
         draws["L"] = np.exp(draws.pop("log_L"))
         return self._predictive(draws, np.random.default_rng(seed))
 
@@ -1545,18 +1535,13 @@ def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:
     """The astrometric model's draws with the summary's derived quantities.
 
     ``D``, ``r50``, ``L`` and ``depth`` (the members' spread in distance,
-    ``sigma D``) in pc, the dispersion in km/s and in mas/yr at ``D``, the
-    halo's share of the stars ``Q_halo`` and its dispersion (km/s), and
+    ``sigma D``) in pc, the dispersion in km/s and in mas/yr at ``D``, and
     the cluster's centre as ``ra`` and ``dec`` (deg).
     """
     out = dict(samples)
     d = np.exp(samples["log_D"])
     out["r50"] = np.exp(samples["log_r50"])
     out["dispersion"] = np.exp(samples["log_dispersion"])
-    out["Q_halo"] = samples["Q_near"] - samples["Q"]
-    out["halo_dispersion"] = out["dispersion"] * np.asarray(
-        halo_heat(samples["halo_heat"]), float
-    )
     out["dispersion_pm"] = out["dispersion"] / (KMS_PER_MASYR_KPC * d / 1000.0)
     out["depth"] = np.exp(samples["log_sigma"]) * d
     out["ra"], out["dec"] = footprint.position(

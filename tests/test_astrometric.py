@@ -22,7 +22,6 @@ from gaiadist.astrometric import (
     distance_integrals,
     distance_series,
     footprint_of,
-    halo_shares,
     log_likelihood,
     membership,
 )
@@ -82,21 +81,15 @@ def _table(rows=STARS):
     )
 
 
-def _brute_force(row, params, halo=False):
+def _brute_force(row, params):
     """ln Q p(star | cluster) and ln (1 - Q) p(star | field), with scipy alone.
 
     The full 3x3 Gaussian of (parallax, pmra, pmdec) at every distance of a
     dense grid in ln r, times the component's prior in ln r, integrated by
     the trapezoid rule; the sky densities integrated over the footprint
-    numerically for their normalisation. With ``halo``, ``ln p(star |
-    halo)`` and ``ln p(star | field)`` without the shares: the cluster's
-    distances and mean motion, its dispersion ``params["heat"]`` times
-    larger, uniform on the sky, and (as for the field) without the
-    correlations between the parallax and the proper motions.
+    numerically for their normalisation.
     """
     plx, err, pmra, pmdec, e_ra, e_dec, r_pra, r_pdec, r_radec, sep = row
-    if halo:
-        r_pra = r_pdec = 0.0
     sd = np.array([err, e_ra, e_dec])
     rho = np.array([[1, r_pra, r_pdec], [r_pra, 1, r_radec], [r_pdec, r_radec, 1]])
     cov = rho * sd[:, None] * sd[None, :]
@@ -117,7 +110,6 @@ def _brute_force(row, params, halo=False):
     # the full 3x3 Gaussian.
     u_c = np.linspace(np.log(d) - 40 * sigma, np.log(d) + 40 * sigma, 8001)
     spread = np.exp(params["log_dispersion"]) / (KMS_PER_MASYR_KPC * d / 1e3)
-    spread *= params["heat"] if halo else 1.0
     prior_c = stats.norm(np.log(d), sigma).pdf(u_c)
     centre = (params["pmra"], params["pmdec"])
     like_c = integrate.trapezoid(prior_c * joint(u_c, centre, spread**2), u_c)
@@ -149,14 +141,11 @@ def _brute_force(row, params, halo=False):
         return a * a / (np.pi * (a * a + radius * radius) ** 2)
 
     inside, _ = integrate.quad(lambda x: 2 * np.pi * x * plummer(x), 0, edge)
-    area = np.pi * edge * edge
-    if halo:
-        return np.log(like_c / area), np.log(like_f / area)
     q = params["Q"]
     with np.errstate(divide="ignore"):  # a component can underflow to 0
         return (
             np.log(q * like_c * plummer(sep) / inside),
-            np.log((1 - q) * like_f / area),
+            np.log((1 - q) * like_f / (np.pi * edge * edge)),
         )
 
 
@@ -204,32 +193,6 @@ def test_component_likelihoods_match_brute_force_integrals():
                 assert float(got[i]) < total - 25, (i, name)
 
 
-def test_the_halo_matches_brute_force_integrals():
-    rows = STARS
-    stars, _ = astrometric_stars(_table(rows), FOOTPRINT)
-    q, w, heat = PARAMS["Q"], 0.8, 1.0 + 5.0 / (1.0 + np.exp(-0.3))
-    params = dict(PARAMS, log_halo=np.log(w), halo_heat=0.3)
-    # The halo takes Q w / (1 - Q + Q w) of what the members leave.
-    shares = np.array([q, (1 - q) * q * w / (1 - q + q * w), 0.0])
-    shares[2] = 1.0 - shares[:2].sum()
-    np.testing.assert_allclose(np.exp(halo_shares(params)), shares, rtol=1e-6)
-    with jax.enable_x64(True):
-        as64 = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
-        near, field = component_log_likelihoods(as64, jax.tree.map(jnp.asarray, stars))
-        p = membership(as64, jax.tree.map(jnp.asarray, stars))
-    for i, row in enumerate(rows):
-        core, _ = _brute_force(row, dict(params, Q=q))
-        halo, want_f = _brute_force(row, dict(params, heat=heat), halo=True)
-        want_near = np.logaddexp(core, np.log(shares[1]) + halo)
-        want_f += np.log(shares[2])
-        total = np.logaddexp(want_near, want_f)
-        assert float(np.logaddexp(near[i], field[i])) == pytest.approx(total, abs=1e-4)
-        # Members are the compact component's alone.
-        assert float(p[i]) == pytest.approx(np.exp(core - total), abs=1e-5), i
-        if want_near > total - 30:  # as in the test above
-            assert float(near[i]) == pytest.approx(want_near, abs=1e-4), i
-
-
 def test_membership_uses_proper_motions():
     stars, _ = astrometric_stars(_table(), FOOTPRINT)
     p = np.asarray(membership(PARAMS, stars))
@@ -247,13 +210,11 @@ def test_gradients_are_finite_and_match_finite_differences():
     stars, _ = astrometric_stars(_table(), FOOTPRINT)
     with jax.enable_x64(True):
         stars = jax.tree.map(jnp.asarray, stars)
-        with_halo = dict(PARAMS, log_halo=np.log(0.5), halo_heat=-0.5)
-        params = {k: jnp.asarray(v, jnp.float64) for k, v in with_halo.items()}
+        params = {k: jnp.asarray(v, jnp.float64) for k, v in PARAMS.items()}
         # Compiled: op by op, each operation would compile on its own.
         value = jax.jit(log_likelihood)
         grad = jax.jit(jax.grad(log_likelihood))(params, stars)
-        names = ("log_D", "log_sigma", "pmra", "log_dispersion", "log_r50", "Q")
-        for name in (*names, "log_halo", "halo_heat"):
+        for name in ("log_D", "log_sigma", "pmra", "log_dispersion", "log_r50"):
             step = 1e-6
             up = dict(params, **{name: params[name] + step})
             down = dict(params, **{name: params[name] - step})
