@@ -344,39 +344,29 @@ class ClusterDistance:
         )
         self.num_draws = int(num_draws)
         self.parallax_systematic = parallax_systematic_mas(parallax_systematic)
-        try:
-            scale = float(parallax_error_scale)
-        except (TypeError, ValueError):
-            scale = math.nan
-        if not (np.isfinite(scale) and scale > 0):
-            raise InputError(
-                "parallax_error_scale must be a positive factor, not "
-                f"{parallax_error_scale!r}"
-            )
-        self.parallax_error_scale = scale
+        self.parallax_error_scale = _checked_number(
+            parallax_error_scale,
+            "parallax_error_scale",
+            lambda x: np.isfinite(x) and x > 0,
+            "a positive factor",
+        )
         if detection_threshold is not None:
-            try:
-                detection_threshold = float(detection_threshold)
-            except (TypeError, ValueError):
-                detection_threshold = math.nan
-            if not np.isfinite(detection_threshold):
-                raise InputError(
-                    "detection_threshold must be a number of nats or None, not "
-                    f"{detection_threshold!r}"
-                )
+            detection_threshold = _checked_number(
+                detection_threshold,
+                "detection_threshold",
+                np.isfinite,
+                "a number of nats or None",
+            )
         self.detection_threshold = detection_threshold
         self.selection = bool(selection)
         self.max_relative_size = None
         if max_relative_size is not None:
-            try:
-                self.max_relative_size = float(max_relative_size)
-            except (TypeError, ValueError):
-                self.max_relative_size = math.nan
-            if not self.max_relative_size > 0:
-                raise InputError(
-                    "max_relative_size must be a positive number or None, not "
-                    f"{max_relative_size!r}"
-                )
+            self.max_relative_size = _checked_number(
+                max_relative_size,
+                "max_relative_size",
+                lambda x: x > 0,
+                "a positive number or None",
+            )
         self.max_dispersion = None
         if max_dispersion is not None:
             self.max_dispersion = float(
@@ -386,14 +376,9 @@ class ClusterDistance:
                 raise InputError("max_dispersion must be positive")
         self.min_members = None
         if min_members is not None:
-            try:
-                self.min_members = float(min_members)
-            except (TypeError, ValueError):
-                self.min_members = math.nan
-            if not self.min_members >= 0:
-                raise InputError(
-                    f"min_members must be a number >= 0 or None, not {min_members!r}"
-                )
+            self.min_members = _checked_number(
+                min_members, "min_members", lambda x: x >= 0, "a number >= 0 or None"
+            )
         self._cache = {}
 
     def fit(
@@ -1583,6 +1568,17 @@ def _whitening_map(modes, log_p, hessians, start, index=None):
     if not np.any(np.isfinite(log_p)):
         raise _zero_posterior(index)
     return whitening(*best_mode(np.asarray(modes), log_p, np.asarray(hessians)), start)
+
+
+def _checked_number(value, name: str, ok, what: str) -> float:
+    """``value`` as a float, or an InputError ("NAME must be WHAT") unless ``ok``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not ok(number):
+        raise InputError(f"{name} must be {what}, not {value!r}")
+    return number
 
 
 def _zero_posterior(index: int | None = None) -> InputError:
