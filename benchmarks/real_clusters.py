@@ -18,6 +18,9 @@ beside Hunt & Reffert's (2023), and at the end the scores of issue 19:
   lies more than 3 sigma from HR23's centre, sigma their own errors and
   HR23's spread (s_pmra, s_pmdec) combined (a 2-d Mahalanobis distance);
 - r50 within a factor 1.5 of HR23's r50_pc;
+- (in ``--out`` only) the members' fitted velocity dispersion in mas/yr
+  beside HR23's spread of proper motions (the root mean square of s_pmra
+  and s_pmdec, errors included);
 - the detection statistic (`ClusterFit.detection`) and how many fields
   have a cluster by its test;
 
@@ -133,6 +136,15 @@ def main() -> None:
                 "n_members": n_mem,
                 "n_ref": ref["n_stars"],
                 "contamination": share,
+                # The members' intrinsic spread beside HR23's observed one
+                # (errors included): contamination is high where the first
+                # is as large as the second.
+                "dispersion_pm": (
+                    summary["dispersion_pm"]["mean"]
+                    if "dispersion_pm" in summary
+                    else np.nan
+                ),
+                "s_pm_ref": float(np.hypot(ref["s_pmra"], ref["s_pmdec"]) / np.sqrt(2)),
                 "detection": fit.detection,
                 "detected": fit.detected,
                 "seconds": wall,
