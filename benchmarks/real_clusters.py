@@ -31,7 +31,6 @@ their clusters cut out.)
 """
 
 import argparse
-import re
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 from astropy.table import Table
 
 from gaiadist import ClusterDistance, apply_zeropoint
+from gaiadist.surveys import _parse_cut
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clusters"
 
@@ -62,11 +62,8 @@ def pm_distance2(t, ref) -> np.ndarray:
 
 
 def catalogue_cut(ref) -> tuple[float, float] | None:
-    """The field's own parallax cut (``parallax > X`` in the catalogue)."""
-    text = ref["parallax_cut"]
-    if np.ma.is_masked(text) or not str(text).strip():
-        return None
-    return (float(re.findall(r"[-\d.]+", str(text))[0]), np.inf)
+    """The field's own parallax cut, read as `gaiadist.survey` reads it."""
+    return _parse_cut(ref["parallax_cut"], ref["name"])
 
 
 def contamination(fit, ref) -> tuple[float, int]:
