@@ -369,11 +369,12 @@ class ClusterDistance:
             )
         self.max_dispersion = None
         if max_dispersion is not None:
-            self.max_dispersion = float(
-                quantity_values(max_dispersion, u.km / u.s, "max_dispersion")
+            self.max_dispersion = _checked_number(
+                float(quantity_values(max_dispersion, u.km / u.s, "max_dispersion")),
+                "max_dispersion",
+                lambda x: x > 0,
+                "positive (km/s)",
             )
-            if not self.max_dispersion > 0:
-                raise InputError("max_dispersion must be positive")
         self.min_members = None
         if min_members is not None:
             self.min_members = _checked_number(

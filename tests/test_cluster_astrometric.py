@@ -246,6 +246,12 @@ def test_model_choice_and_bad_input_are_clear():
         ClusterDistance(priors={"r_50": None})
     with pytest.raises(InputError, match="detection_threshold must be a number"):
         ClusterDistance(detection_threshold="high")
+    with pytest.raises(InputError, match=r"max_dispersion must be positive \(km/s\)"):
+        ClusterDistance(max_dispersion=0 * u.km / u.s)
+    with pytest.raises(InputError, match="parallax_error_scale must be a positive"):
+        ClusterDistance(parallax_error_scale=-1)
+    with pytest.raises(InputError, match="max_relative_size must be a positive"):
+        ClusterDistance(max_relative_size=0)
 
 
 @pytest.mark.slow
