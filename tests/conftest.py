@@ -28,7 +28,13 @@ def pytest_configure(config):
     folder. Most of the tests' time is compilation, and pytest-xdist's
     workers compile many of the same programs: with one folder, the second
     worker loads what the first compiled. A size limit makes JAX lock the
-    folder (with filelock) while it reads and writes.
+    folder (with filelock) while it reads and writes, and record when each
+    entry was last used, which it reads back for every entry whenever it
+    writes one. The limit goes into the environment too: the processes that
+    `gaiadist.survey` starts (``mode="processes"``, dask) read it from
+    there, and without it they would write entries with no such record, on
+    which the next write in a process with the limit fails
+    (``FileNotFoundError`` on a ``-atime`` file).
     """
     import jax
 
@@ -37,6 +43,7 @@ def pytest_configure(config):
         folder = tempfile.mkdtemp(prefix="gaiadist-test-jax-")
         os.environ[_SHARED_CACHE] = folder
         config._gaiadist_jax_cache = folder
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(16 << 30)
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_compilation_cache_max_size", 16 << 30)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
