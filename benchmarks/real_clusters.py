@@ -20,7 +20,8 @@ beside Hunt & Reffert's (2023), and at the end the scores of issue 19:
 - r50 within a factor 1.5 of HR23's r50_pc;
 - (in ``--out`` only) the members' fitted velocity dispersion in mas/yr
   beside HR23's spread of proper motions (the root mean square of s_pmra
-  and s_pmdec, errors included);
+  and s_pmdec, errors included), the cluster's share of outliers and the
+  stars with p_outlier > 0.5;
 - the detection statistic (`ClusterFit.detection`) and how many fields
   have a cluster by its test;
 
@@ -142,6 +143,16 @@ def main() -> None:
                     else np.nan
                 ),
                 "s_pm_ref": float(np.hypot(ref["s_pmra"], ref["s_pmdec"]) / np.sqrt(2)),
+                "outlier_share": (
+                    summary["outlier_share"]["mean"]
+                    if "outlier_share" in summary
+                    else np.nan
+                ),
+                "n_outliers": int(
+                    np.count_nonzero(np.asarray(fit.table["p_outlier"]) > 0.5)
+                    if "p_outlier" in fit.table.colnames
+                    else 0
+                ),
                 "detection": fit.detection,
                 "detected": fit.detected,
                 "seconds": wall,

@@ -93,7 +93,7 @@ def main() -> None:
         member = np.asarray(stars["true_member"])[used]
         data, _ = astrometric_stars(fit.table[used], footprint_of(fit.table))
         with jax.enable_x64(True):
-            best = np.asarray(membership(true_parameters(truth), data))
+            best = np.asarray(membership(true_parameters(truth), data)[0])
         a_fit = auc(np.asarray(fit.table["p_member"])[used], member)
         a_truth = auc(best, member)
         gaps.append(a_truth - a_fit)

@@ -432,11 +432,9 @@ def component_log_likelihoods(params: dict, stars: AstrometricStars):
         ``ln Q + ln p(star | cluster)`` and ``ln(1 - Q) + ln p(star | field)``,
         the distance integrated out on fixed nodes.
     """
-    cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
-    motion, plx, err = _cluster_motion(params, stars)
-    log_c = motion + _log_distance_integral(plx, err, cluster)
+    members, outliers = _cluster_parts(params, stars)
     return (
-        jnp.log(params["Q"]) + log_c + _cluster_sky(params, stars),
+        jnp.log(params["Q"]) + jnp.logaddexp(members, outliers),
         field_log_likelihood(params, stars),
     )
 
@@ -603,16 +601,24 @@ def take_stars(stars: AstrometricStars, index) -> AstrometricStars:
     )
 
 
-def membership(params: dict, stars: AstrometricStars) -> jax.Array:
-    """Each star's probability of belonging to the cluster, for one ``params``."""
-    c, f = component_log_likelihoods(params, stars)
-    return jnp.exp(c - jnp.logaddexp(c, f))
+def membership(params: dict, stars: AstrometricStars) -> tuple[jax.Array, jax.Array]:
+    """Each star's probabilities of being a member and a cluster outlier.
+
+    For one ``params``: the cluster's share of the star's likelihood split
+    between its members and its outliers (`component_log_likelihoods`).
+    """
+    members, outliers = _cluster_parts(params, stars)
+    log_q = jnp.log(params["Q"])
+    f = field_log_likelihood(params, stars)
+    total = jnp.logaddexp(log_q + jnp.logaddexp(members, outliers), f)
+    return jnp.exp(log_q + members - total), jnp.exp(log_q + outliers - total)
 
 
 def membership_and_odds(params: dict, stars: AstrometricStars):
     """Each star's membership, and how far its other observables move it.
 
-    Returns ``p_member`` and the log likelihood ratio, cluster over field,
+    Returns ``p_member`` and ``p_outlier`` (`membership`) and the log
+    likelihood ratio, cluster over field,
     that the proper motions and the position add to the parallax's (with
     the parallax unshifted): `gaiadist.marginal.star_results` adds it to
     each draw's cluster component for the distances.
@@ -623,7 +629,7 @@ def membership_and_odds(params: dict, stars: AstrometricStars):
     c0 = _log_distance_integral(stars.plx, stars.err, cluster)
     f0 = _log_distance_integral(stars.plx, stars.err, field)
     odds = (c - jnp.log(params["Q"]) - c0) - (f - jnp.log1p(-params["Q"]) - f0)
-    return jnp.exp(c - jnp.logaddexp(c, f)), odds
+    return *membership(params, stars), odds
 
 
 def _log_normal2(d0, d1, a, b, c):
@@ -633,16 +639,47 @@ def _log_normal2(d0, d1, a, b, c):
     return -_LN_2PI - 0.5 * jnp.log(det) - 0.5 * quad / det
 
 
-def _cluster_motion(params, stars):
-    """The members' proper motion term, and the parallaxes and errors given it.
+def _cluster_parts(params, stars):
+    """Each star's log likelihood as a member and as an outlier, given the cluster.
 
-    Returns ``ln N2(pm | mu, C_mm + S)`` and the parallax ``plx - h (pm -
-    mu)`` and its error ``sqrt(C_pp - h C_mp)``, ``h = C_pm (C_mm + S)^-1``,
-    with ``S`` the dispersion at the cluster's distance.
+    ``ln(1 - h) + ln p(star | members)`` and ``ln h + ln p(star |
+    outliers)``, ``h`` the outliers' share: both at the cluster's distance,
+    on its Plummer profile and about its mean proper motion, the outliers'
+    dispersion ``1 + e^k`` times the members' (``k = log_outlier_widen``).
+    Each has its own parallax shift (`_cluster_motion`) and so its own
+    distance integral.
     """
+    cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     spread = jnp.exp(params["log_dispersion"] - params["log_D"]) * (
         1000.0 / KMS_PER_MASYR_KPC
     )
+    h = params["outlier_share"]
+    parts = []
+    for log_share, s, log_r50 in (
+        (jnp.log1p(-h), spread, params["log_r50"]),
+        (
+            jnp.log(h),
+            spread * (1.0 + jnp.exp(params["log_outlier_widen"])),
+            params["log_r50"],
+        ),
+    ):
+        motion, plx, err = _cluster_motion(stars, params, s)
+        parts.append(
+            log_share
+            + motion
+            + _log_distance_integral(plx, err, cluster)
+            + _cluster_sky(params, stars, log_r50)
+        )
+    return parts
+
+
+def _cluster_motion(stars, params, spread):
+    """A cluster part's proper motion term, and the parallaxes and errors given it.
+
+    Returns ``ln N2(pm | mu, C_mm + S)`` and the parallax ``plx - h (pm -
+    mu)`` and its error ``sqrt(C_pp - h C_mp)``, ``h = C_pm (C_mm + S)^-1``,
+    with ``S = spread^2`` (mas/yr) on both axes.
+    """
     var = spread * spread
     a, b, c = stars.var_ra + var, stars.cov_radec, stars.var_dec + var
     d0, d1 = stars.pmra - params["pmra"], stars.pmdec - params["pmdec"]
@@ -680,9 +717,13 @@ def _field_motion(params, stars):
     return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
 
-def _cluster_sky(params, stars):
-    """Log density (per deg^2) of a Plummer profile, normalised over the footprint."""
-    a = jnp.degrees(jnp.exp(params["log_r50"] - params["log_D"]))
+def _cluster_sky(params, stars, log_r50):
+    """Log density (per deg^2) of a Plummer profile, normalised over the footprint.
+
+    Its half-number radius ``exp(log_r50)`` (pc) at the cluster's distance,
+    about the cluster's centre.
+    """
+    a = jnp.degrees(jnp.exp(log_r50 - params["log_D"]))
     centre = stars.scale * jnp.stack([params["centre_x"], params["centre_y"]])
     d2 = (stars.x - centre[0]) ** 2 + (stars.y - centre[1]) ** 2
     a2 = a * a

@@ -151,8 +151,9 @@ class AstrometricResult(NamedTuple):
         Divergent transitions, ``(chains, draws)``.
     seconds : float
         Wall time of the mode search and the sampling.
-    p_member : `numpy.ndarray`
-        Each star's membership, averaged over the draws used.
+    p_member, p_outlier : `numpy.ndarray`
+        Each star's probabilities of being a member and a cluster outlier
+        (`gaiadist.astrometric.membership`), averaged over the draws used.
     quantiles : `numpy.ndarray`
         ``(n, 3)`` distance percentiles (pc).
     check : float
@@ -167,7 +168,8 @@ class AstrometricResult(NamedTuple):
     field_only : int
         Stars taken for field stars after the first mode search.
     field_only_p_max : float
-        Their largest membership at any of the draws (exact; 0 if none).
+        Their largest probability of belonging to the cluster, as a member
+        or an outlier, at any of the draws (exact; 0 if none).
     detection : float
         The log likelihood ratio of the model with a cluster to the field's
         alone, each at its mode (nats; `Sampler._detection`).
@@ -187,6 +189,7 @@ class AstrometricResult(NamedTuple):
     diverging: np.ndarray
     seconds: float
     p_member: np.ndarray
+    p_outlier: np.ndarray
     quantiles: np.ndarray
     check: float
     modes: np.ndarray
@@ -379,11 +382,12 @@ class Sampler:
         )
         chosen = every[pick]
         unpadded = jax.tree.map(lambda a: jnp.asarray(a, dtype), stars)
-        member, odds = self._compiled("members")(
+        member, outlier, odds = self._compiled("members")(
             jnp.asarray(chosen, dtype), unpadded, data[1]
         )
-        # How near to membership the stars taken for field stars came.
-        p_field_only = np.asarray(member, float)[:, field_only]
+        member, outlier = np.asarray(member, float), np.asarray(outlier, float)
+        # How near to the cluster the stars taken for field stars came.
+        p_field_only = (member + outlier)[:, field_only]
         nearest = float(np.max(p_field_only)) if p_field_only.size else 0.0
         params = self.layout.split(chosen[:_DISTANCE_DRAWS])
         theta = np.stack(
@@ -399,7 +403,8 @@ class Sampler:
             samples=samples,
             diverging=np.asarray(diverging),
             seconds=seconds,
-            p_member=np.mean(np.asarray(member, float), axis=0),
+            p_member=np.mean(member, axis=0),
+            p_outlier=np.mean(outlier, axis=0),
             quantiles=quantiles,
             check=check,
             field_only=int(np.count_nonzero(field_only)),
@@ -430,6 +435,7 @@ class Sampler:
             diverging=np.zeros(shape[:2], bool),
             seconds=time.perf_counter() - start,
             p_member=np.zeros(n),
+            p_outlier=np.zeros(n),
             quantiles=quantiles,
             check=check,
             field_only=n,

@@ -54,6 +54,8 @@ PARAMETERS = (
     "pmra",
     "pmdec",
     "log_dispersion",
+    "outlier_share",
+    "log_outlier_widen",
     "log_r50",
     "centre_x",
     "centre_y",
@@ -86,6 +88,10 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
     - ``pmra, pmdec ~ Normal(0, 50)`` mas/yr;
     - ``log_dispersion ~ Normal(0, 1.5)``, the velocity dispersion in km/s
       (open clusters have 0.3 to 3);
+    - ``outlier_share ~ Uniform(0, 0.5)``, the share of the cluster's stars
+      that are outliers, and ``log_outlier_widen ~ Normal(ln 2, 1)``: the
+      outliers' dispersion is ``1 + e^k`` times the members' (3 times at
+      the prior's median, unbounded above);
     - ``log_r50 ~ Normal(ln 3, 1.5)``, the half-number radius in pc (Hunt &
       Reffert 2023 find 1 to 20 pc for most);
     - ``centre_x, centre_y ~ Normal(0, 0.5)``: the cluster's centre, in half
@@ -107,6 +113,8 @@ def default_priors(n_field: int = N_FIELD) -> dict[str, dist.Distribution]:
         "pmra": dist.Normal(0.0, 50.0),
         "pmdec": dist.Normal(0.0, 50.0),
         "log_dispersion": dist.Normal(0.0, 1.5),
+        "outlier_share": dist.Uniform(0.0, 0.5),
+        "log_outlier_widen": dist.Normal(math.log(2.0), 1.0),
         "log_r50": dist.Normal(math.log(3.0), 1.5),
         "centre_x": dist.Normal(0.0, 0.5),
         "centre_y": dist.Normal(0.0, 0.5),
@@ -348,6 +356,8 @@ def starting_points(
             "pmra": float(motion[0]),
             "pmdec": float(motion[1]),
             "log_dispersion": math.log(dispersion),
+            "outlier_share": 0.1,
+            "log_outlier_widen": math.log(2.0),
             "log_r50": math.log(r50),
             "centre_x": 0.0,
             "centre_y": 0.0,

@@ -366,6 +366,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 _QUIET = [False]
+#: The share of the demo cluster's stars that are outliers.
+DEMO_OUTLIERS = 0.15
 #: The commands that run compiled JAX programs.
 _COMPILING = {"stars", "cluster", "demo", "survey", "bulk"}
 _STRICT_HELP = (
@@ -808,11 +810,15 @@ def _demo(args: argparse.Namespace) -> int:
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    stars = cluster_field(args.stars, seed=args.seed, **M67_LIKE)
+    stars = cluster_field(
+        args.stars, seed=args.seed, outlier_share=DEMO_OUTLIERS, **M67_LIKE
+    )
+    made = stars.meta["truth"]
     _say(
         f"simulated {len(stars)} Gaia DR3 stars around M67's position: a cluster "
-        f"at {M67_LIKE['distance']} with {stars.meta['truth']['n_members']} "
-        "members, the rest field stars"
+        f"at {M67_LIKE['distance']} with {made['n_members'] - made['n_outliers']} "
+        f"members and {made['n_outliers']} outliers (their proper motions "
+        f"{made['outlier_widen']:g} times as dispersed), the rest field stars"
     )
     stars = _zeropoint(stars, False)
     # No parallax cut: the model's field is the whole EDSD population, and a
@@ -829,18 +835,20 @@ def _demo(args: argparse.Namespace) -> int:
     summary = fit.summary()
     truth = dict(
         stars.meta["truth"],
-        dispersion=stars.meta["truth"]["velocity_dispersion"],
-        D_stat=stars.meta["truth"]["D"],
+        dispersion=made["velocity_dispersion"],
+        outlier_dispersion=made["velocity_dispersion"] * made["outlier_widen"],
+        D_stat=made["D"],
     )
     summary["truth"] = [truth.get(name, np.nan) for name in summary["parameter"]]
     summary = summary[[name in truth for name in summary["parameter"]]]
     _say(_formatted(summary))
     members = fit.table
-    true = np.count_nonzero(members["true_member"])
     _say(
         f"members: {summary.meta['n_members']} stars with p_member > 0.5; sum of "
         f"membership probabilities {summary.meta['sum_p_member']:.1f}; "
-        f"true members {true}"
+        f"true members {made['n_members'] - made['n_outliers']}; sum of outlier "
+        f"probabilities {np.nansum(members['p_outlier']):.1f}; true outliers "
+        f"{made['n_outliers']}"
     )
     # Each star on its own, under the field's prior as the cluster fit found it.
     length = np.mean(fit.samples["L"]) * u.pc

@@ -121,6 +121,8 @@ _ASTROMETRIC_ROWS = (
     "dispersion_pm",
     "dispersion",
     "Q",
+    "outlier_share",
+    "outlier_dispersion",
     "L",
     "depth",
     "ra",
@@ -137,9 +139,18 @@ _UNITS = {
     "pmdec": "mas / yr",
     "dispersion_pm": "mas / yr",
     "dispersion": "km / s",
+    "outlier_dispersion": "km / s",
     "depth": "pc",
     "ra": "deg",
     "dec": "deg",
+}
+#: The membership columns of `ClusterFit.table` and their descriptions.
+_MEMBERSHIP_COLUMNS = {
+    "p_member": "posterior probability of belonging to the cluster's members",
+    "p_outlier": (
+        "posterior probability of being one of the cluster's outliers: at its "
+        "distance and on its profile, but moving apart from its members"
+    ),
 }
 MIN_STARS = 10
 RHAT_LIMIT = 1.01
@@ -651,7 +662,9 @@ class ClusterDistance:
     ) -> ClusterFit:
         """The `ClusterFit` of one cluster, from its draws and per-star results.
 
-        ``extra`` holds more of the model's settings for ``meta``.
+        ``p_member`` is each usable star's membership, or for the
+        astrometric model the pair of its memberships as a member and as an
+        outlier. ``extra`` holds more of the model's settings for ``meta``.
         """
         table, flag, usable = job.table, job.flag, job.usable
         by_chain["L"] = np.exp(by_chain["log_L"])
@@ -664,15 +677,16 @@ class ClusterDistance:
         priors = self.astrometric_priors if job.model == "astrometric" else self.priors
 
         out = table.copy()
-        member = np.full(len(table), np.nan)
-        member[usable] = p_member
+        columns = {"p_member": p_member}
+        if job.model == "astrometric":
+            columns = dict(zip(("p_member", "p_outlier"), p_member, strict=True))
+        for name, values in columns.items():
+            out[name] = np.full(len(table), np.nan)
+            out[name][usable] = values
+            out[name].info.description = _MEMBERSHIP_COLUMNS[name]
+            out[name].info.format = ".5g"
         q_all = np.full((len(table), 3), np.nan)
         q_all[usable] = quantiles
-        out["p_member"] = member
-        out[
-            "p_member"
-        ].info.description = "posterior probability of belonging to the cluster"
-        out["p_member"].info.format = ".5g"
         add_distance_columns(
             out,
             q_all,
@@ -787,7 +801,7 @@ class ClusterDistance:
             by_chain,
             result.diverging,
             result.seconds,
-            result.p_member,
+            (result.p_member, result.p_outlier),
             result.quantiles,
             result.check,
             found,
@@ -1521,7 +1535,8 @@ def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:
     """The astrometric model's draws with the summary's derived quantities.
 
     ``D``, ``r50``, ``L`` and ``depth`` (the members' spread in distance,
-    ``sigma D``) in pc, the dispersion in km/s and in mas/yr at ``D``, and
+    ``sigma D``) in pc, the dispersion in km/s and in mas/yr at ``D``, the
+    outliers' dispersion in km/s, and
     the cluster's centre as ``ra`` and ``dec`` (deg).
     """
     out = dict(samples)
@@ -1529,6 +1544,9 @@ def _astrometric_draws(samples: dict, footprint: Footprint) -> dict:
     out["r50"] = np.exp(samples["log_r50"])
     out["dispersion"] = np.exp(samples["log_dispersion"])
     out["dispersion_pm"] = out["dispersion"] / (KMS_PER_MASYR_KPC * d / 1000.0)
+    out["outlier_dispersion"] = out["dispersion"] * (
+        1.0 + np.exp(samples["log_outlier_widen"])
+    )
     out["depth"] = np.exp(samples["log_sigma"]) * d
     out["ra"], out["dec"] = footprint.position(
         footprint.scale * samples["centre_x"], footprint.scale * samples["centre_y"]

@@ -103,7 +103,8 @@ def members_plot(fit):
     """The astrometric fit's members in proper motion and on the sky.
 
     Stars with ``p_member >= 0.5`` are coloured by their membership
-    probability over the others in grey. The proper motion panel marks the
+    probability over the others in grey, the cluster's outliers
+    (``p_outlier >= 0.5``) in orange. The proper motion panel marks the
     fitted centre with a circle of twice the dispersion (mas/yr at D) and
     zooms on the cluster; the sky panel marks the fitted centre and r50.
 
@@ -120,6 +121,7 @@ def members_plot(fit):
     _needs_a_cluster(fit, "members_plot")
     table = fit.table
     p = column_values(table, "p_member", "")
+    outlier = column_values(table, "p_outlier", "") >= 0.5
     ok = np.isfinite(p)
     pmra, pmdec = (column_values(table, c, u.mas / u.yr) for c in ("pmra", "pmdec"))
     ra, dec = (column_values(table, c, u.deg) for c in ("ra", "dec"))
@@ -130,10 +132,11 @@ def members_plot(fit):
     y = (dec - mean["dec"]) * 60.0
     r50 = np.degrees(mean["r50"] / mean["D_stat"]) * 60.0
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
-    field, member = ok & (p < 0.5), ok & (p >= 0.5)
+    field, member = ok & (p < 0.5) & ~outlier, ok & (p >= 0.5)
     order = np.flatnonzero(member)[np.argsort(p[member])]
     for ax, (u_, v_) in zip(axes, ((pmra, pmdec), (x, y)), strict=True):
-        ax.scatter(u_[field], v_[field], s=2, c="0.75", label="p_member < 0.5")
+        ax.scatter(u_[field], v_[field], s=2, c="0.75", label="field")
+        ax.scatter(u_[outlier], v_[outlier], s=4, c="tab:orange", label="outliers")
         points = ax.scatter(
             u_[order], v_[order], c=p[order], s=5, cmap="viridis", vmin=0.5, vmax=1
         )
@@ -155,6 +158,7 @@ def members_plot(fit):
                 )
             ),
         )
+    axes[0].legend(loc="upper right", markerscale=3, fontsize=8)
     axes[0].set_xlim(mean["pmra"] - span, mean["pmra"] + span)
     axes[0].set_ylim(mean["pmdec"] - span, mean["pmdec"] + span)
     axes[0].set_xlabel("pmra [mas/yr]")

@@ -90,6 +90,8 @@ def cluster_field(
     r50: u.Quantity = 3 * u.pc,
     proper_motion: u.Quantity = (-11.0, -3.0) * u.mas / u.yr,
     velocity_dispersion: u.Quantity = 1.0 * u.km / u.s,
+    outlier_share: float = 0.0,
+    outlier_widen: float = 4.0,
     field_motion: tuple[tuple[float, float, float, float], ...] = FIELD_MOTION,
     zero_point: bool = True,
     seed: int | None = None,
@@ -121,6 +123,11 @@ def cluster_field(
     velocity_dispersion : `~astropy.units.Quantity`, optional
         The members' one-dimensional velocity dispersion on the sky: at a
         distance ``r`` a proper motion spread of ``v / (4.74047 r)``.
+    outlier_share : float, optional
+        The share of the cluster's stars that are outliers (0 by default):
+        their velocity dispersion is ``outlier_widen`` times the members'.
+    outlier_widen : float, optional
+        The outliers' dispersion over the members' (more than 1).
     field_motion : tuple of (weight, pmra, pmdec, sd), optional
         The field's proper motions, a mixture of round Gaussians (mas/yr).
     zero_point : bool, optional
@@ -136,15 +143,21 @@ def cluster_field(
         ``pmdec_error``, ``parallax_pmra_corr``, ``parallax_pmdec_corr``,
         ``pmra_pmdec_corr``, ``phot_g_mean_mag``, ``bp_rp``, and the zero
         point's inputs) plus the truth per star, ``true_distance`` and
-        ``true_member``. ``meta["truth"]`` holds ``D``, ``approx_size``,
-        ``r50`` and ``L`` (pc), ``Q``, ``n_members``, ``pmra`` and
-        ``pmdec`` (mas/yr), ``velocity_dispersion`` (km/s) and
-        ``field_motion``.
+        ``true_member`` (the cluster's stars, outliers included) and
+        ``true_outlier``. ``meta["truth"]`` holds ``D``, ``approx_size``,
+        ``r50`` and ``L`` (pc), ``Q``, ``n_members`` (the cluster's stars),
+        ``n_outliers``, ``pmra`` and ``pmdec`` (mas/yr),
+        ``velocity_dispersion`` (km/s), ``outlier_share``,
+        ``outlier_widen`` and ``field_motion``.
     """
     if n_stars < 1:
         raise ValueError("n_stars must be positive")
     if not 0.0 <= fraction <= 1.0:
         raise ValueError("fraction must be between 0 and 1")
+    if not (0.0 <= outlier_share < 1.0 and outlier_widen > 1.0):
+        raise ValueError(
+            "outlier_share must be in [0, 1) and outlier_widen more than 1"
+        )
     d = float(quantity_values(distance, u.pc, "distance"))
     sigma = float(quantity_values(size, u.pc, "size")) / d
     scale = float(quantity_values(length_scale, u.pc, "length_scale"))
@@ -184,7 +197,13 @@ def cluster_field(
         rng.uniform(0, 360, n_stars) * u.deg, sep * u.deg
     )
     corr = rng.uniform(-_MAX_CORR, _MAX_CORR, (3, n_stars))
-    true_pm = _true_motions(rng, member, r, centre, dispersion, field_motion)
+    # Drawn only where there are outliers, so that other fields stay as
+    # they were for a seed.
+    outlier = np.zeros(n_stars, bool)
+    if outlier_share > 0:
+        outlier[member] = rng.random(n_mem) < outlier_share
+    widen = np.where(outlier, outlier_widen, 1.0)
+    true_pm = _true_motions(rng, member, r, centre, dispersion * widen, field_motion)
     pm_err = err * _PM_ERROR_RATIO
     pm = true_pm + _correlated(noise, err, pm_err, corr)[1:]
 
@@ -215,6 +234,7 @@ def cluster_field(
         out["parallax"] += apply_zeropoint(out)["zpt"]
     out["true_distance"] = r * u.pc
     out["true_member"] = member
+    out["true_outlier"] = outlier
     out.meta["truth"] = {
         "D": d,
         "approx_size": sigma * d,
@@ -225,6 +245,9 @@ def cluster_field(
         "pmra": float(centre[0]),
         "pmdec": float(centre[1]),
         "velocity_dispersion": dispersion,
+        "outlier_share": float(outlier_share),
+        "outlier_widen": float(outlier_widen),
+        "n_outliers": int(np.count_nonzero(outlier)),
         "field_motion": [[float(x) for x in c] for c in field_motion],
     }
     return out
@@ -243,10 +266,15 @@ def _plummer_radii(rng, n: int, a: float, edge: float) -> np.ndarray:
 
 
 def _true_motions(rng, member, r, centre, dispersion, field_motion) -> np.ndarray:
-    """True proper motions (mas/yr), shape (2, n): cluster and field."""
+    """True proper motions (mas/yr), shape (2, n): cluster and field.
+
+    ``dispersion`` (km/s) is one value or one per star.
+    """
     n = member.size
     out = np.empty((2, n))
-    spread = dispersion / (_KMS_PER_MASYR_KPC * r[member] / 1000.0)
+    spread = np.broadcast_to(dispersion, (n,))[member] / (
+        _KMS_PER_MASYR_KPC * r[member] / 1000.0
+    )
     out[:, member] = centre[:, None] + spread * rng.normal(size=(2, member.sum()))
     weights = np.array([c[0] for c in field_motion], dtype=float)
     which = rng.choice(len(field_motion), size=n, p=weights / weights.sum())
@@ -292,9 +320,11 @@ def true_parameters(truth: dict) -> dict:
     -------
     dict
         The parameters `gaiadist.astrometric.component_log_likelihoods`
-        takes: the cluster's, the cluster at the footprint's centre
-        (``centre_x = centre_y = 0``), and the field's proper motion mixture
-        as it was made (round Gaussians, as many as it had).
+        takes: the cluster's (its outliers as made; none for a field made
+        without), the cluster at the
+        footprint's centre (``centre_x = centre_y = 0``), and the field's
+        proper motion mixture as it was made (round Gaussians, as many as
+        it had).
     """
     motion = np.asarray(truth["field_motion"], float)
     return {
@@ -305,6 +335,8 @@ def true_parameters(truth: dict) -> dict:
         "pmra": truth["pmra"],
         "pmdec": truth["pmdec"],
         "log_dispersion": np.log(truth["velocity_dispersion"]),
+        "outlier_share": truth.get("outlier_share", 0.0),
+        "log_outlier_widen": np.log(truth.get("outlier_widen", 3.0) - 1.0),
         "log_r50": np.log(truth["r50"]),
         "centre_x": 0.0,
         "centre_y": 0.0,

@@ -96,6 +96,8 @@ RESULT_COLUMNS = {
     "L_sd": u.pc,
     "Q": None,
     "Q_sd": None,
+    "outlier_share": None,
+    "outlier_share_sd": None,
     "n_members": None,
     "sum_p_member": None,
     "r_hat_max": None,
@@ -108,10 +110,21 @@ RESULT_COLUMNS = {
 #: The summary rows the survey reports, where the model has them (NaN where
 #: not: ``approx_size`` is the parallax-only model's, the rest but D, L and Q
 #: the astrometric model's).
-_POPULATION_ROWS = ("D", "approx_size", "r50", "pmra", "pmdec", "dispersion", "L", "Q")
+_POPULATION_ROWS = (
+    "D",
+    "approx_size",
+    "r50",
+    "pmra",
+    "pmdec",
+    "dispersion",
+    "L",
+    "Q",
+    "outlier_share",
+)
 # 2: one zero-point rule (apply_zeropoint); 3: the astrometric model;
-# 4: D with the shared parallax systematic; 5: the detection test
-_CHECKPOINT_VERSION = 5
+# 4: D with the shared parallax systematic; 5: the detection test;
+# 6: the cluster's outliers
+_CHECKPOINT_VERSION = 6
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ PARAMS = {
     "pmra": -11.0,
     "pmdec": -3.0,
     "log_dispersion": np.log(1.5),
+    "outlier_share": 0.2,
+    "log_outlier_widen": np.log(3.0),
     "log_r50": np.log(3.0),
     "centre_x": 0.0,
     "centre_y": 0.0,
@@ -55,6 +57,7 @@ STARS = [
     (0.20, 0.10, 3.0, 1.0, 0.12, 0.10, 0.0, 0.0, 0.0, 0.45),  # far field star
     (-0.40, 0.50, -6.0, -2.0, 0.60, 0.55, 0.29, -0.29, 0.29, 0.05),  # negative
     (1.10, 0.05, -2.0, -3.0, 0.05, 0.05, 0.0, 0.0, 0.0, 0.02),  # right plx, field pm
+    (1.12, 0.03, -12.2, -2.0, 0.03, 0.03, 0.25, -0.2, 0.1, 0.03),  # cluster outlier
 ]
 
 
@@ -106,13 +109,22 @@ def _brute_force(row, params):
         extra[:, 1, 1], extra[:, 2, 2] = np.broadcast_to(extra_var, (2, r.size))
         return _mvn3_pdf(obs, mean, cov + extra)
 
-    # The cluster: ln r ~ Normal(ln D, sigma), dispersion v / (4.74 D / kpc),
-    # the full 3x3 Gaussian.
+    # The cluster: ln r ~ Normal(ln D, sigma), the full 3x3 Gaussian; the
+    # members' dispersion v / (4.74 D / kpc), the outliers' (a share h)
+    # 1 + e^k times that.
     u_c = np.linspace(np.log(d) - 40 * sigma, np.log(d) + 40 * sigma, 8001)
     spread = np.exp(params["log_dispersion"]) / (KMS_PER_MASYR_KPC * d / 1e3)
     prior_c = stats.norm(np.log(d), sigma).pdf(u_c)
     centre = (params["pmra"], params["pmdec"])
-    like_c = integrate.trapezoid(prior_c * joint(u_c, centre, spread**2), u_c)
+    h, widen = params["outlier_share"], 1 + np.exp(params["log_outlier_widen"])
+    like_c = integrate.trapezoid(
+        prior_c
+        * (
+            (1 - h) * joint(u_c, centre, spread**2)
+            + h * joint(u_c, centre, (widen * spread) ** 2)
+        ),
+        u_c,
+    )
     # The field: EDSD in r, so r^3 e^(-r/L) / (2 L^3) in ln r, for the
     # parallax; its proper motions a mixture, independent of the parallax.
     u_f = np.linspace(np.log(1.0), np.log(60 * length), 20001)
@@ -195,11 +207,19 @@ def test_component_likelihoods_match_brute_force_integrals():
 
 def test_membership_uses_proper_motions():
     stars, _ = astrometric_stars(_table(), FOOTPRINT)
-    p = np.asarray(membership(PARAMS, stars))
-    assert p[0] > 0.99 and p[1] > 0.5  # on the cluster's motion and parallax
+    p, outlier = (np.asarray(a) for a in membership(PARAMS, stars))
+    assert p[0] > 0.95 and p[1] > 0.5  # on the cluster's motion and parallax
     assert p[2] < 1e-3 and p[3] < 1e-3
     # The cluster's parallax, the field's proper motion: not a member.
-    assert p[5] < 1e-3
+    assert p[5] < 1e-3 and outlier[5] < 1e-3
+    # The cluster's parallax and position, 4.4 times the members' spread from
+    # their motion (0.35 mas/yr): an outlier.
+    assert p[6] < 0.01 and outlier[6] > 0.9
+    # The two add up to the cluster's share of each star's likelihood.
+    c, f = component_log_likelihoods(PARAMS, stars)
+    assert np.asarray(p + outlier) == pytest.approx(
+        np.exp(c - np.logaddexp(c, f)), rel=1e-5
+    )
     # The total is the sum of the mixture over the stars.
     c, f = component_log_likelihoods(PARAMS, stars)
     total = log_likelihood(PARAMS, stars)
@@ -214,7 +234,15 @@ def test_gradients_are_finite_and_match_finite_differences():
         # Compiled: op by op, each operation would compile on its own.
         value = jax.jit(log_likelihood)
         grad = jax.jit(jax.grad(log_likelihood))(params, stars)
-        for name in ("log_D", "log_sigma", "pmra", "log_dispersion", "log_r50"):
+        for name in (
+            "log_D",
+            "log_sigma",
+            "pmra",
+            "log_dispersion",
+            "outlier_share",
+            "log_outlier_widen",
+            "log_r50",
+        ):
             step = 1e-6
             up = dict(params, **{name: params[name] + step})
             down = dict(params, **{name: params[name] - step})
@@ -237,8 +265,9 @@ def test_unusable_rows_are_flagged_not_dropped_silently():
         DistanceFlag.EXCLUDED,
         0,
         0,
+        0,
     ]
-    assert stars.plx.shape == (3,)
+    assert stars.plx.shape == (4,)
     table = _table()
     del table["pmra_pmdec_corr"]
     with pytest.raises(InputError, match="pmra_pmdec_corr"):

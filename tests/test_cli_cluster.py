@@ -137,8 +137,9 @@ def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
     assert "StarDistance (EDSD" in printed
     summary = QTable.read(folder / "cluster_summary.ecsv")
     # D (with the parallax systematic and without), r50, the proper motion,
-    # the dispersion, Q and L against the truth.
-    assert len(summary) == 8
+    # the dispersion, Q, the outliers' share and dispersion, and L against
+    # the truth.
+    assert len(summary) == 10
     for row in summary:
         assert abs(row["mean"] - row["truth"]) < 3 * row["sd"], row["parameter"]
     members = QTable.read(folder / "cluster_members.ecsv")
@@ -146,4 +147,5 @@ def test_demo_recovers_its_truth_and_writes_tables(tmp_path, capsys):
     assert len(members) == len(stars) == 400
     for name in ("corner", "cmd", "members", "predictive", "star_distances"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert abs(np.nansum(members["p_member"]) - members["true_member"].sum()) < 20
+    cluster = members["p_member"] + members["p_outlier"]
+    assert abs(np.nansum(cluster) - members["true_member"].sum()) < 20

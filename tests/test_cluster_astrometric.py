@@ -40,7 +40,8 @@ def _auc(score, truth):
 @pytest.fixture(scope="module")
 def simulated():
     # The cluster's proper motion a field width from the field's main
-    # Gaussian, a sixth of the stars members.
+    # Gaussian, a sixth of the stars in the cluster, a fifth of those
+    # outliers.
     stars = cluster_field(
         2000,
         distance=1500 * u.pc,
@@ -50,6 +51,8 @@ def simulated():
         r50=3 * u.pc,
         proper_motion=(-4.0, -1.0) * u.mas / u.yr,
         velocity_dispersion=1.0 * u.km / u.s,
+        outlier_share=0.2,
+        outlier_widen=4.0,
         seed=2,
     )
     stars = apply_zeropoint(stars)
@@ -81,6 +84,8 @@ def test_recovers_the_simulated_cluster(simulated):
         "dispersion": truth["velocity_dispersion"],
         "Q": truth["Q"],
         "L": truth["L"],
+        "outlier_share": truth["outlier_share"],
+        "outlier_dispersion": truth["velocity_dispersion"] * truth["outlier_widen"],
     }
     for name, value in want.items():
         row = summary[name]
@@ -88,9 +93,13 @@ def test_recovers_the_simulated_cluster(simulated):
     assert summary["r50"]["unit"] == "pc"
     assert summary["pmra"]["unit"] == "mas / yr"
     assert summary["dispersion"]["unit"] == "km / s"
-    # The sampled members: as many as the truth, within the binomial noise.
+    # The members and the cluster's stars: as many as the truth, within the
+    # binomial noise.
     p = np.asarray(fit.table["p_member"])
-    assert abs(np.nansum(p) - truth["n_members"]) < 3 * np.sqrt(len(p) * 0.15 * 0.85)
+    cluster = p + np.asarray(fit.table["p_outlier"])
+    noise = 3 * np.sqrt(len(p) * 0.15 * 0.85)
+    assert abs(np.nansum(cluster) - truth["n_members"]) < noise
+    assert abs(np.nansum(p) - truth["n_members"] + truth["n_outliers"]) < noise
     # About 300 members: far above the detection threshold.
     assert fit.detected and fit.detection > 10 * DETECTION_THRESHOLD
     assert fit.summary().meta["detection"] == fit.detection
@@ -118,18 +127,25 @@ def test_the_field_alone_is_the_mixture_without_its_cluster(simulated):
 
 
 def test_membership_is_as_good_as_the_truths(simulated):
-    """The fit's p_member ranks members as well as the true parameters do."""
+    """The fit's p_member and p_outlier rank stars as well as the true parameters do.
+
+    Members against the rest by ``p_member``, the cluster's stars against
+    the field by ``p_member + p_outlier``.
+    """
     stars, fit, _ = simulated
     table = fit.table
     used = np.asarray(table["r_flag"]) == 0
     data, _ = astrometric_stars(table[used], footprint_of(table))
     with jax.enable_x64(True):
-        best = np.asarray(membership(true_parameters(stars.meta["truth"]), data))
-    member = np.asarray(stars["true_member"])[used]
-    auc_fit = _auc(np.asarray(table["p_member"])[used], member)
-    auc_truth = _auc(best, member)
-    assert auc_truth > 0.97  # the simulation is not trivial, nor hopeless
-    assert auc_fit > auc_truth - 0.005, (auc_fit, auc_truth)
+        best = membership(true_parameters(stars.meta["truth"]), data)
+    best = [np.asarray(b) for b in best]
+    cluster = np.asarray(stars["true_member"])[used]
+    member = cluster & ~np.asarray(stars["true_outlier"])[used]
+    p, outlier = (np.asarray(table[c])[used] for c in ("p_member", "p_outlier"))
+    for score, want, truth in ((p, best[0], member), (p + outlier, sum(best), cluster)):
+        auc_fit, auc_truth = _auc(score, truth), _auc(want, truth)
+        assert auc_truth > 0.97  # the simulation is not trivial, nor hopeless
+        assert auc_fit > auc_truth - 0.005, (auc_fit, auc_truth)
 
 
 def test_distances_and_records(simulated):

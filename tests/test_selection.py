@@ -188,7 +188,7 @@ def test_m67_field_below_its_cluster_has_no_cluster(m67_zpt):
 def test_astrometric_likelihood_divides_by_the_kept_mixture():
     """The astrometric model's cut term against brute-force integrals.
 
-    Six kinds of star (tests/test_astrometric.py) cut to 0.2-3 mas: the log
+    Seven kinds of star (tests/test_astrometric.py) cut to 0.2-3 mas: the log
     likelihood with the cut less the one without is ``-sum ln(Q P_c + (1 -
     Q) P_f)``, each ``P`` the trapezoid rule in ln r with scipy's normal
     CDF; the field alone's, ``-sum ln P_f``. The term is the same whether
@@ -230,7 +230,7 @@ def test_astrometric_likelihood_divides_by_the_kept_mixture():
         assert alone == pytest.approx(-np.sum(np.log(p_f)), abs=6e-3)
         halves = float(
             selection_log_likelihood(
-                params, take_stars(cut, [0, 2, 4]), take_stars(cut, [5, 3, 1])
+                params, take_stars(cut, [0, 2, 4, 6]), take_stars(cut, [5, 3, 1])
             )
         )
         assert halves == pytest.approx(got, abs=1e-9)
