@@ -607,11 +607,17 @@ def membership(params: dict, stars: AstrometricStars) -> tuple[jax.Array, jax.Ar
     For one ``params``: the cluster's share of the star's likelihood split
     between its members and its outliers (`component_log_likelihoods`).
     """
+    return _memberships(params, stars)[:2]
+
+
+def _memberships(params, stars):
+    """`membership`'s two probabilities and `component_log_likelihoods`' terms."""
     members, outliers = _cluster_parts(params, stars)
     log_q = jnp.log(params["Q"])
+    c = log_q + jnp.logaddexp(members, outliers)
     f = field_log_likelihood(params, stars)
-    total = jnp.logaddexp(log_q + jnp.logaddexp(members, outliers), f)
-    return jnp.exp(log_q + members - total), jnp.exp(log_q + outliers - total)
+    total = jnp.logaddexp(c, f)
+    return jnp.exp(log_q + members - total), jnp.exp(log_q + outliers - total), c, f
 
 
 def membership_and_odds(params: dict, stars: AstrometricStars):
@@ -623,13 +629,13 @@ def membership_and_odds(params: dict, stars: AstrometricStars):
     the parallax unshifted): `gaiadist.marginal.star_results` adds it to
     each draw's cluster component for the distances.
     """
-    c, f = component_log_likelihoods(params, stars)
+    p_member, p_outlier, c, f = _memberships(params, stars)
     cluster = GaussianLogPrior(params["log_D"], jnp.exp(params["log_sigma"]))
     field = EDSDLogPrior(params["log_L"])
     c0 = _log_distance_integral(stars.plx, stars.err, cluster)
     f0 = _log_distance_integral(stars.plx, stars.err, field)
     odds = (c - jnp.log(params["Q"]) - c0) - (f - jnp.log1p(-params["Q"]) - f0)
-    return *membership(params, stars), odds
+    return p_member, p_outlier, odds
 
 
 def _log_normal2(d0, d1, a, b, c):
@@ -654,26 +660,20 @@ def _cluster_parts(params, stars):
         1000.0 / KMS_PER_MASYR_KPC
     )
     h = params["outlier_share"]
+    sky = _cluster_sky(params, stars)
     parts = []
-    for log_share, s, log_r50 in (
-        (jnp.log1p(-h), spread, params["log_r50"]),
-        (
-            jnp.log(h),
-            spread * (1.0 + jnp.exp(params["log_outlier_widen"])),
-            params["log_r50"],
-        ),
+    for log_share, s in (
+        (jnp.log1p(-h), spread),
+        (jnp.log(h), spread * (1.0 + jnp.exp(params["log_outlier_widen"]))),
     ):
-        motion, plx, err = _cluster_motion(stars, params, s)
+        motion, plx, err = _cluster_motion(params, stars, s)
         parts.append(
-            log_share
-            + motion
-            + _log_distance_integral(plx, err, cluster)
-            + _cluster_sky(params, stars, log_r50)
+            log_share + motion + _log_distance_integral(plx, err, cluster) + sky
         )
     return parts
 
 
-def _cluster_motion(stars, params, spread):
+def _cluster_motion(params, stars, spread):
     """A cluster part's proper motion term, and the parallaxes and errors given it.
 
     Returns ``ln N2(pm | mu, C_mm + S)`` and the parallax ``plx - h (pm -
@@ -717,13 +717,9 @@ def _field_motion(params, stars):
     return jax.nn.logsumexp(jnp.stack(terms), axis=0)
 
 
-def _cluster_sky(params, stars, log_r50):
-    """Log density (per deg^2) of a Plummer profile, normalised over the footprint.
-
-    Its half-number radius ``exp(log_r50)`` (pc) at the cluster's distance,
-    about the cluster's centre.
-    """
-    a = jnp.degrees(jnp.exp(log_r50 - params["log_D"]))
+def _cluster_sky(params, stars):
+    """Log density (per deg^2) of a Plummer profile, normalised over the footprint."""
+    a = jnp.degrees(jnp.exp(params["log_r50"] - params["log_D"]))
     centre = stars.scale * jnp.stack([params["centre_x"], params["centre_y"]])
     d2 = (stars.x - centre[0]) ** 2 + (stars.y - centre[1]) ** 2
     a2 = a * a
