@@ -122,3 +122,31 @@ def _zpt(t):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return apply_zeropoint(t)["zpt"].value
+
+
+def test_outliers_move_with_their_own_spread():
+    """A share of the cluster's stars with ``outlier_widen`` times its dispersion."""
+    t = cluster_field(
+        20000,
+        distance=1000 * u.pc,
+        fraction=0.3,
+        proper_motion=(2.0, -5.0) * u.mas / u.yr,
+        velocity_dispersion=2.0 * u.km / u.s,
+        outlier_share=0.25,
+        outlier_widen=4.0,
+        seed=8,
+    )
+    truth = t.meta["truth"]
+    member, outlier = (np.asarray(t[c]) for c in ("true_member", "true_outlier"))
+    assert not np.any(outlier & ~member)
+    assert truth["n_outliers"] == np.count_nonzero(outlier)
+    assert abs(outlier.sum() / member.sum() - 0.25) < 0.02
+    r = t["true_distance"].to_value(u.pc)
+    for stars, widen in ((member & ~outlier, 1.0), (outlier, 4.0)):
+        intrinsic = widen * 2.0 / (4.740470446 * r[stars] / 1000.0)
+        err = t["pmra_error"].value[stars]
+        pull = (t["pmra"].value[stars] - 2.0) / np.hypot(intrinsic, err)
+        assert stats.kstest(pull, "norm").pvalue > 1e-3, widen
+    for bad in ({"outlier_share": 1.0}, {"outlier_widen": 0.5}):
+        with pytest.raises(ValueError, match="outlier_share must be in"):
+            cluster_field(100, **bad)
